@@ -1,0 +1,62 @@
+# One entry point for everything a developer or CI does. `make test` works on a fresh clone: it
+# creates the virtualenv, builds (or reuses) the control-plane binaries and runs every check.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# pip itself is pinned too; constraints.txt (the lock) pins every other package, build backends
+# included (PIP_CONSTRAINT reaches pip's isolated build environments as well).
+PIP_VERSION := 26.3
+INSTALLED := $(VENV)/.installed
+CONTROLPLANE_BUILD := tools/controlplane/build.sh
+
+.DEFAULT_GOAL := help
+.PHONY: help venv controlplane lint format types imports check test unit demo lock clean
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml tools/testkit/pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/python -m pip install --quiet \
+		--disable-pip-version-check -e tools/testkit -e '.[dev]'
+	touch $@
+
+venv: $(INSTALLED)  ## Create the virtualenv with the package and its development tools.
+
+controlplane:  ## Build (or reuse from the cache) etcd, kube-apiserver, kube-controller-manager, kubectl, helm.
+	bash $(CONTROLPLANE_BUILD) >/dev/null
+
+lint: venv  ## ruff lint and format check.
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv  ## Apply ruff's formatting and safe fixes.
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+types: venv  ## mypy --strict on the operator and the test tooling.
+	$(BIN)/mypy
+
+imports: venv  ## Import contracts (the operator never imports test tooling).
+	$(BIN)/lint-imports
+
+check: lint types imports  ## All static checks.
+
+test: check controlplane  ## Everything: static checks, then all tests against a real control plane.
+	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" $(BIN)/pytest
+
+unit: venv  ## Only the tests that need no cluster.
+	$(BIN)/pytest -m 'not cluster'
+
+demo: venv controlplane  ## Start the local control plane and keep it running (Ctrl-C stops it).
+	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" $(BIN)/doks-access-controlplane
+
+lock: venv  ## Re-resolve constraints.txt from the pyproject files (needs uv in the venv).
+	$(BIN)/python -m pip install --quiet uv==0.13.9
+	$(BIN)/uv pip compile --python-version 3.11 pyproject.toml tools/testkit/pyproject.toml \
+		requirements-build.in --extra dev --no-emit-package doks-access-operator -o constraints.txt
+
+clean:  ## Remove the virtualenv and caches (the control-plane cache lives outside the repo).
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .controlplane

@@ -1,0 +1,1 @@
+"""Development and test tooling for doks-access-operator (never imported by the operator itself)."""
