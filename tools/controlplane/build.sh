@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the local control plane (etcd, kube-apiserver, kube-controller-manager) and helm from the
-# pinned wrapper modules next to this script, into a versioned cache outside the repository.
+# Builds the local control plane (etcd, kube-apiserver, kube-controller-manager), kubectl and helm
+# from the pinned wrapper modules next to this script, into a versioned cache outside the repository.
 # A cached set is reused when every binary reports the pinned version; otherwise it is rebuilt.
 #
 # Prints the directory holding the binaries on its last line of stdout.
@@ -24,7 +24,10 @@ export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 log() { printf '[controlplane] %s\n' "$*" >&2; }
 
 reports_version() {  # binary, expected substring
-  [ -x "$1" ] && "$1" --version 2>/dev/null | grep -qF -- "$2"
+  local flag=--version
+  [ "${1##*/}" = kubectl ] && flag="version --client --output=json"
+  # shellcheck disable=SC2086 # the flags are split on purpose
+  [ -x "$1" ] && "$1" $flag 2>/dev/null | grep -qF -- "$2"
 }
 
 build_date="2026-01-01T00:00:00Z"  # fixed so that builds are reproducible
@@ -67,6 +70,8 @@ reports_version "$bin_dir/kube-apiserver" "Kubernetes $KUBERNETES_VERSION" \
   || build kubernetes k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "$(kube_ldflags)"
 reports_version "$bin_dir/kube-controller-manager" "Kubernetes $KUBERNETES_VERSION" \
   || build kubernetes k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager "$(kube_ldflags)"
+reports_version "$bin_dir/kubectl" "\"gitVersion\": \"$KUBERNETES_VERSION\"" \
+  || build kubernetes k8s.io/kubernetes/cmd/kubectl kubectl "$(kube_ldflags)"
 reports_version "$bin_dir/helm" "Version:\"$HELM_VERSION\"" \
   || build helm helm.sh/helm/v3/cmd/helm helm "$(helm_ldflags)"
 

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         args.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(plane.admin_kubeconfig_path, args.kubeconfig)
         args.kubeconfig.chmod(0o600)
-        print(json.dumps({**plane.describe(), "kubeconfig": str(args.kubeconfig)}, indent=2))
+        print(json.dumps({**plane.describe(), "kubeconfig": str(args.kubeconfig)}), flush=True)
         print("control plane running; press Ctrl-C to stop", file=sys.stderr, flush=True)
         try:
             signal.pause()

@@ -234,6 +234,8 @@ class ControlPlane:
             f"--etcd-servers={etcd_url}",
             f"--bind-address={HOST}",
             f"--advertise-address={HOST}",
+            # The endpoint reconciler refuses loopback addresses; nothing here routes to them.
+            "--endpoint-reconciler-type=none",
             f"--secure-port={self.apiserver_port}",
             f"--cert-dir={w / 'apiserver-certs'}",
             f"--tls-cert-file={w / 'apiserver.crt'}",

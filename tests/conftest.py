@@ -1,0 +1,125 @@
+"""Fixtures shared by every suite: a Kubernetes API server, a namespace per test, the CRDs.
+
+By default the suite starts its own control plane (etcd, kube-apiserver, kube-controller-manager) on
+loopback, once per session. Set ``DOKS_ACCESS_TEST_KUBECONFIG`` to a kubeconfig file to run the same
+tests against an existing cluster instead (kind, for example); tests that need the local control
+plane's internals (its binaries, its client CA) are then skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client, config
+
+from doks_access_testkit.binaries import control_plane_bin_dir
+from doks_access_testkit.controlplane import ControlPlane
+from doks_access_testkit.processes import process_group_alive
+from tests import kube
+
+EXTERNAL_KUBECONFIG_ENV = "DOKS_ACCESS_TEST_KUBECONFIG"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CRD_DIR = REPO_ROOT / "crds"
+
+# Process groups of every control plane started in this session, checked once the session ends.
+_started_process_groups: list[tuple[str, int]] = []
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """The Kubernetes API server the tests talk to."""
+
+    kubeconfig_path: Path
+    control_plane: ControlPlane | None  # None when running against an external cluster
+
+    def api_client(self) -> client.ApiClient:
+        return config.new_client_from_config(config_file=str(self.kubeconfig_path))
+
+
+def start_control_plane(**kwargs: object) -> ControlPlane:
+    """Start a control plane and register its processes for the leak check at session end."""
+    plane = ControlPlane(bin_dir=control_plane_bin_dir(), **kwargs)  # type: ignore[arg-type]
+    plane.start()
+    _started_process_groups.extend((p.name, p.pid) for p in plane.processes)
+    return plane
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    external = os.environ.get(EXTERNAL_KUBECONFIG_ENV)
+    if external:
+        yield Cluster(kubeconfig_path=Path(external), control_plane=None)
+        return
+    plane = start_control_plane()
+    try:
+        yield Cluster(kubeconfig_path=plane.admin_kubeconfig_path, control_plane=plane)
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def control_plane(cluster: Cluster) -> ControlPlane:
+    """The local control plane itself; tests that need it are skipped against external clusters."""
+    if cluster.control_plane is None:
+        pytest.skip(f"needs the local control plane; {EXTERNAL_KUBECONFIG_ENV} is set")
+    return cluster.control_plane
+
+
+@pytest.fixture(scope="session")
+def api(cluster: Cluster) -> Iterator[client.ApiClient]:
+    """An administrator's API client."""
+    with cluster.api_client() as api_client:
+        yield api_client
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards (without waiting for it to go)."""
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name, labels={"doks-access.dev/test": "true"})
+        )
+    )
+    yield name
+    kube.delete_ignoring_absence(lambda: core.delete_namespace(name))
+
+
+@pytest.fixture(scope="session")
+def crds(api: client.ApiClient) -> list[str]:
+    """Every CRD in ``crds/``, applied server-side and ``Established``; returns their names."""
+    documents = [
+        document
+        for path in sorted(CRD_DIR.glob("*.yaml"))
+        for document in yaml.safe_load_all(path.read_text())
+        if document
+    ]
+    return [kube.apply_crd(api, document) for document in documents]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A test that uses the cluster fixture is a cluster test; marking it lets `-m "not cluster"`
+    # select the suites that run anywhere.
+    for item in items:
+        if "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any control-plane process outlived its fixture."""
+    leaked = [(name, pgid) for name, pgid in _started_process_groups if process_group_alive(pgid)]
+    if leaked:
+        for _, pgid in leaked:
+            os.killpg(pgid, 9)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"ERROR: control-plane processes outlived the tests: {leaked}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
