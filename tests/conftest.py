@@ -8,10 +8,12 @@ plane's internals (its binaries, its client CA) are then skipped.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import inspect
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,34 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if reporter is not None:
             reporter.write_line(f"ERROR: control-plane processes outlived the tests: {leaked}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    """Close the event loop that looptime's own hook makes for a synchronous test.
+
+    pytest-asyncio's ``event_loop_policy`` fixture is autouse, so looptime (0.9) asks it for the
+    current loop on every test; in a synchronous test there is none, and the policy creates one
+    that nobody closes. Its ``ResourceWarning`` then surfaces, as an error under
+    ``filterwarnings = error``, in whatever test happens to run the garbage collector.
+    """
+    policy = pyfuncitem.funcargs.get("event_loop_policy")
+    if not isinstance(policy, asyncio.AbstractEventLoopPolicy) or inspect.iscoroutinefunction(
+        pyfuncitem.obj
+    ):
+        return (yield)
+    before = _current_loop(policy)
+    try:
+        return (yield)
+    finally:
+        after = _current_loop(policy)
+        if after is not None and after is not before and not after.is_running():
+            after.close()
+            policy.set_event_loop(before)
+
+
+def _current_loop(policy: asyncio.AbstractEventLoopPolicy) -> asyncio.AbstractEventLoop | None:
+    # Read without creating: `policy.get_event_loop()` would make the very loop we guard against.
+    local = getattr(policy, "_local", None)
+    loop = getattr(local, "_loop", None)
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) else None

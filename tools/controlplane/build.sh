@@ -25,7 +25,10 @@ log() { printf '[controlplane] %s\n' "$*" >&2; }
 
 reports_version() {  # binary, expected substring
   local flag=--version
-  [ "${1##*/}" = kubectl ] && flag="version --client --output=json"
+  case "${1##*/}" in
+    kubectl) flag="version --client --output=json" ;;
+    helm) flag="version" ;;
+  esac
   # shellcheck disable=SC2086 # the flags are split on purpose
   [ -x "$1" ] && "$1" $flag 2>/dev/null | grep -qF -- "$2"
 }
