@@ -27,15 +27,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    # SIGTERM ends the wait below like Ctrl-C does, so the finally block always stops the processes.
+    # SIGINT and SIGTERM both end the wait below (also when started from a shell that ignores
+    # SIGINT in background jobs), so the context manager always stops the processes.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with ControlPlane(bin_dir=control_plane_bin_dir()) as plane:
-        args.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(plane.admin_kubeconfig_path, args.kubeconfig)
-        args.kubeconfig.chmod(0o600)
-        print(json.dumps({**plane.describe(), "kubeconfig": str(args.kubeconfig)}), flush=True)
-        print("control plane running; press Ctrl-C to stop", file=sys.stderr, flush=True)
         try:
+            args.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(plane.admin_kubeconfig_path, args.kubeconfig)
+            args.kubeconfig.chmod(0o600)
+            described = {**plane.describe(), "kubeconfig": str(args.kubeconfig)}
+            print(json.dumps(described), flush=True)
+            print("control plane running; press Ctrl-C to stop", file=sys.stderr, flush=True)
             signal.pause()
         except KeyboardInterrupt:
             print("stopping", file=sys.stderr)
