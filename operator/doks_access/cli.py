@@ -1,18 +1,26 @@
 """The ``doks-access`` command line.
 
-Subcommands arrive with the features they start; the entry point, ``--version`` and ``--help`` are
-stable so that images and charts can rely on them from the first release.
+``fetch`` is the one-shot debugging tool: it makes exactly the API call the operator makes for one
+credential and reports what came back, without printing the token. ``run`` (the operator itself)
+arrives with the reconciler.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import os
+import ssl
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from doks_access import __version__
+from doks_access import __version__, digitalocean, kubeconfig
 
 PROGRAM = "doks-access"
+# The variable doctl reads too; a token on the command line would be visible to every local user.
+TOKEN_ENV = "DIGITALOCEAN_ACCESS_TOKEN"  # noqa: S105 - a variable name, not a secret
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,11 +29,90 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keep DigitalOcean Kubernetes (DOKS) kubeconfigs fresh in Kubernetes Secrets.",
     )
     parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    fetch = commands.add_parser(
+        "fetch",
+        help="fetch one kubeconfig through the DigitalOcean API and describe it",
+        description=f"Fetch one kubeconfig (token from ${TOKEN_ENV}), validate it like the "
+        "operator does, print a JSON summary without secrets, and optionally save it.",
+    )
+    fetch.add_argument("--cluster-id", required=True, help="the DOKS cluster's UUID")
+    fetch.add_argument(
+        "--expiry-seconds",
+        type=int,
+        default=0,
+        help="credential lifetime; 0 (default) means the API's 7 days",
+    )
+    fetch.add_argument("--output", type=Path, help="write the kubeconfig here (mode 0600)")
+    fetch.add_argument(
+        "--api-url", default=digitalocean.DEFAULT_BASE_URL, help="DigitalOcean API base URL"
+    )
+    fetch.add_argument("--ca-file", type=Path, help="CA bundle to trust for the API (a proxy)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.command == "fetch":
+        return _fetch(args)
     parser.print_help(sys.stderr)
     return 2
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        print(f"{PROGRAM}: set {TOKEN_ENV} to a DigitalOcean API token", file=sys.stderr)
+        return 2
+    if args.expiry_seconds < 0:
+        print(f"{PROGRAM}: --expiry-seconds must be 0 or more", file=sys.stderr)
+        return 2
+    verify = ssl.create_default_context(cafile=args.ca_file) if args.ca_file else True
+    try:
+        credential = asyncio.run(
+            _fetch_credential(
+                api_url=args.api_url,
+                verify=verify,
+                token=token,
+                cluster_id=args.cluster_id,
+                expiry_seconds=args.expiry_seconds or None,
+            )
+        )
+    except (digitalocean.DigitalOceanError, ValueError) as exc:
+        print(f"{PROGRAM}: {exc}", file=sys.stderr)
+        return 1
+    if args.output is not None:
+        _write_private(args.output, credential.raw)
+    print(json.dumps(_summary(credential), indent=2))
+    return 0
+
+
+async def _fetch_credential(
+    *,
+    api_url: str,
+    verify: ssl.SSLContext | bool,
+    token: str,
+    cluster_id: str,
+    expiry_seconds: int | None,
+) -> kubeconfig.Credential:
+    async with digitalocean.DigitalOceanClient(base_url=api_url, verify=verify) as client:
+        return await client.fetch_kubeconfig(
+            token=token, cluster_id=cluster_id, expiry_seconds=expiry_seconds
+        )
+
+
+def _summary(credential: kubeconfig.Credential) -> dict[str, str]:
+    return {
+        "cluster": credential.cluster_name,
+        "server": credential.server,
+        "auth": credential.auth_kind.value,
+        "issuedAt": credential.issued_at.isoformat(),
+        "expiresAt": credential.expires_at.isoformat(),
+    }
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(content)

@@ -24,6 +24,7 @@ import json
 import logging
 import random
 import re
+import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Self, TypeVar
@@ -132,15 +133,21 @@ class DigitalOceanClient:
         retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
         rate_limits: RateLimits = DEFAULT_RATE_LIMITS,
         transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
         wall_clock: Callable[[], datetime.datetime] = _utc_now,
         rng: random.Random | None = None,
     ) -> None:
-        """``wall_clock`` (aware datetimes) dates credentials; ``rng`` draws the retry jitter."""
+        """``wall_clock`` (aware datetimes) dates credentials; ``rng`` draws the retry jitter.
+
+        ``verify`` is an SSL context trusting a private CA (an API proxy, the emulator); it has no
+        effect when a ``transport`` is given, which brings its own.
+        """
         self._http = httpx.AsyncClient(
             base_url=_checked_base_url(base_url),
             timeout=timeouts.as_httpx(),
             headers={"User-Agent": USER_AGENT},
             transport=transport,
+            verify=verify,
             follow_redirects=False,  # a redirect could carry the token to another host
         )
         self._retry_policy = retry_policy
