@@ -1,8 +1,7 @@
 """The ``doks-access`` command line.
 
-``fetch`` is the one-shot debugging tool: it makes exactly the API call the operator makes for one
-credential and reports what came back, without printing the token. ``run`` (the operator itself)
-arrives with the reconciler.
+``run`` is the operator. ``fetch`` is the one-shot debugging tool: it makes exactly the API call
+the operator makes for one credential and reports what came back, without printing the token.
 """
 
 from __future__ import annotations
@@ -10,13 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from doks_access import __version__, digitalocean, kubeconfig
+from doks_access import __version__, config, digitalocean, kubeconfig
 
 PROGRAM = "doks-access"
 # The variable doctl reads too; a token on the command line would be visible to every local user.
@@ -30,6 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="run the operator",
+        description="Watch DOClusterAccess objects and keep their Secrets fresh. Every flag can "
+        "also be set as DOKS_ACCESS_<FLAG> (e.g. DOKS_ACCESS_DIGITALOCEAN_API_URL).",
+    )
+    config.add_run_arguments(run)
     fetch = commands.add_parser(
         "fetch",
         help="fetch one kubeconfig through the DigitalOcean API and describe it",
@@ -54,10 +61,36 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(config.from_arguments(args))
     if args.command == "fetch":
         return _fetch(args)
     parser.print_help(sys.stderr)
     return 2
+
+
+def _run(settings: config.OperatorConfig) -> int:
+    # Imported here: Kopf registers the handlers on import, and --version should stay instant.
+    import kopf
+
+    from doks_access import handlers
+
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if settings.kubeconfig is not None:
+        os.environ["KUBECONFIG"] = str(settings.kubeconfig)  # Kopf's own login reads it
+    asyncio.run(
+        kopf.operator(
+            registry=handlers.registry(),
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            standalone=True,
+            liveness_endpoint=settings.liveness_endpoint,
+            memo=kopf.Memo(config=settings),
+        )
+    )
+    return 0
 
 
 def _fetch(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -28,7 +28,14 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class ManagedProcess:
     """A long-running server started in its own process group, output captured to a log file."""
 
-    def __init__(self, *, name: str, args: Sequence[str], log_path: Path) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        args: Sequence[str],
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.log_path = log_path
         with log_path.open("ab") as log:
@@ -38,6 +45,7 @@ class ManagedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env=dict(env) if env is not None else None,
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
 

@@ -1,0 +1,81 @@
+"""Operator settings, read once at start-up from flags and environment variables.
+
+Every flag has an environment variable (``DOKS_ACCESS_<FLAG>``), which is what the Helm chart
+sets; a flag given on the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from doks_access import digitalocean
+
+ENV_PREFIX = "DOKS_ACCESS_"
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorConfig:
+    namespaces: tuple[str, ...]  # empty: every namespace
+    digitalocean_api_url: str
+    digitalocean_ca_file: Path | None
+    kubeconfig: Path | None  # None: in-cluster, else $KUBECONFIG or ~/.kube/config
+    liveness_endpoint: str | None
+    log_level: str
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    env = _env(os.environ)
+    parser.add_argument(
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        default=[n for n in env.get("NAMESPACES", "").split(",") if n],
+        help="watch only this namespace (repeatable; default: all namespaces)",
+    )
+    parser.add_argument(
+        "--digitalocean-api-url",
+        default=env.get("DIGITALOCEAN_API_URL", digitalocean.DEFAULT_BASE_URL),
+        help="DigitalOcean API base URL (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--digitalocean-ca-file",
+        type=Path,
+        default=env.get("DIGITALOCEAN_CA_FILE") or None,
+        help="CA bundle to trust for the DigitalOcean API (a proxy, the emulator)",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=env.get("KUBECONFIG") or None,
+        help="kubeconfig file (default: in-cluster configuration, else $KUBECONFIG)",
+    )
+    parser.add_argument(
+        "--liveness-endpoint",
+        default=env.get("LIVENESS_ENDPOINT") or None,
+        help="serve a liveness probe here, e.g. http://0.0.0.0:8080/healthz",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env.get("LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="(default: %(default)s)",
+    )
+
+
+def from_arguments(args: argparse.Namespace) -> OperatorConfig:
+    return OperatorConfig(
+        namespaces=tuple(dict.fromkeys(args.namespaces)),
+        digitalocean_api_url=args.digitalocean_api_url,
+        digitalocean_ca_file=args.digitalocean_ca_file,
+        kubeconfig=args.kubeconfig,
+        liveness_endpoint=args.liveness_endpoint,
+        log_level=args.log_level,
+    )
+
+
+def _env(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k.removeprefix(ENV_PREFIX): v for k, v in environ.items() if k.startswith(ENV_PREFIX)}

@@ -1,0 +1,202 @@
+"""The Kubernetes reads and writes the operator makes, on the official asyncio client.
+
+``kubernetes.aio`` runs on aiohttp like Kopf, so no call blocks the event loop and no thread pool is
+involved. Objects cross this boundary as plain JSON dictionaries (camelCase, as the API serves
+them), which is what the pure modules work on. API failures are mapped here, once, to
+:class:`KubeError` and its subclasses; nothing else in the operator sees ``ApiException``.
+
+Secrets are only ever read by name in one namespace: the operator never lists or watches Secrets
+it was not told about (DESIGN 4.8).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes.aio import client
+from kubernetes.aio.client.exceptions import ApiException
+
+from doks_access import __version__
+
+GROUP = "doks-access.dev"
+VERSION = "v1alpha1"
+PLURAL = "doclusteraccesses"
+KIND = "DOClusterAccess"
+COMPONENT = "doks-access-operator"
+_MERGE_PATCH = "application/merge-patch+json"
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed; ``status`` is the HTTP status (0: no answer)."""
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFoundError(KubeError):
+    """The object does not exist (404)."""
+
+
+class ConflictError(KubeError):
+    """Someone else changed or created the object first (409)."""
+
+
+class TokenSecretError(Exception):
+    """The DigitalOcean token cannot be read from its Secret; ``reason`` says why, for status."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _mapped(exc: ApiException, *, what: str) -> KubeError:
+    # The body can echo what we sent (a Secret's data): it never goes into the message.
+    status = int(exc.status or 0)
+    message = f"{what}: HTTP {status} {exc.reason or ''}".strip()
+    if status == 404:
+        return NotFoundError(message, status=status)
+    if status == 409:
+        return ConflictError(message, status=status)
+    return KubeError(message, status=status)
+
+
+class Kube:
+    """The operator's Kubernetes API, around one shared ``kubernetes.aio`` API client."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
+        self._core = client.CoreV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
+
+    async def read_secret(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Secret as JSON, or None when it does not exist."""
+        try:
+            secret = await self._core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _mapped(exc, what=f"reading Secret {namespace}/{name}") from None
+        result: dict[str, Any] = self._api.sanitize_for_serialization(secret)  # type: ignore[no-untyped-call]
+        return result
+
+    async def read_token(self, *, namespace: str, name: str, key: str) -> str:
+        """The DigitalOcean API token from the Secret ``name``'s ``key``."""
+        where = f"Secret {namespace}/{name}"
+        secret = await self.read_secret(namespace=namespace, name=name)
+        if secret is None:
+            raise TokenSecretError(f"the token {where} does not exist", reason="NotFound")
+        encoded = (secret.get("data") or {}).get(key)
+        if not encoded:
+            raise TokenSecretError(f"the token {where} has no key {key!r}", reason="MissingKey")
+        try:
+            token = base64.b64decode(encoded, validate=True).decode("utf-8").strip()
+        except (binascii.Error, UnicodeDecodeError):
+            raise TokenSecretError(
+                f"the token in {where} key {key!r} is not valid text", reason="Malformed"
+            ) from None
+        if not token:
+            raise TokenSecretError(f"the token in {where} key {key!r} is empty", reason="Empty")
+        return token
+
+    async def create_secret(self, *, namespace: str, manifest: Mapping[str, object]) -> None:
+        name = _name_of(manifest)
+        try:
+            await self._core.create_namespaced_secret(
+                namespace, _secret(manifest), field_manager=COMPONENT
+            )
+        except ApiException as exc:
+            raise _mapped(exc, what=f"creating Secret {namespace}/{name}") from None
+
+    async def replace_secret(self, *, namespace: str, manifest: Mapping[str, object]) -> None:
+        """PUT with the manifest's resourceVersion: a concurrent change makes it a conflict."""
+        name = _name_of(manifest)
+        try:
+            await self._core.replace_namespaced_secret(
+                name, namespace, _secret(manifest), field_manager=COMPONENT
+            )
+        except ApiException as exc:
+            raise _mapped(exc, what=f"replacing Secret {namespace}/{name}") from None
+
+    async def delete_secret(self, *, namespace: str, name: str, uid: str | None = None) -> None:
+        """Delete, only if it is still the object ``uid`` names; absence is not an error."""
+        preconditions = client.V1Preconditions(uid=uid) if uid else None
+        body = client.V1DeleteOptions(preconditions=preconditions)
+        try:
+            await self._core.delete_namespaced_secret(name, namespace, body=body)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise _mapped(exc, what=f"deleting Secret {namespace}/{name}") from None
+
+    async def patch_status(self, *, namespace: str, name: str, patch: Mapping[str, object]) -> None:
+        """Merge-patch the status subresource of one DOClusterAccess."""
+        try:
+            await self._custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": dict(patch)},
+                _content_type=_MERGE_PATCH,
+            )
+        except ApiException as exc:
+            raise _mapped(exc, what=f"updating the status of {namespace}/{name}") from None
+
+    async def emit_event(
+        self,
+        *,
+        involved: Mapping[str, Any],
+        type_: str,
+        reason: str,
+        message: str,
+        now: datetime.datetime,
+    ) -> None:
+        """Record a core/v1 Event about ``involved`` (a DOClusterAccess body)."""
+        metadata = involved["metadata"]
+        namespace: str = metadata["namespace"]
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                name=f"{metadata['name']}.{uuid.uuid4().hex[:16]}", namespace=namespace
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind=KIND,
+                name=metadata["name"],
+                namespace=namespace,
+                uid=metadata.get("uid"),
+                resource_version=metadata.get("resourceVersion"),
+            ),
+            type=type_,
+            reason=reason,
+            message=message,
+            count=1,
+            first_timestamp=now,
+            last_timestamp=now,
+            source=client.V1EventSource(component=COMPONENT),
+            reporting_component=COMPONENT,
+            reporting_instance=f"{COMPONENT}-{__version__}",
+        )
+        try:
+            await self._core.create_namespaced_event(namespace, event)
+        except ApiException as exc:
+            raise _mapped(exc, what=f"recording an event in {namespace}") from None
+
+
+def _secret(manifest: Mapping[str, object]) -> client.V1Secret:
+    secret = client.V1Secret.from_dict(dict(manifest))
+    if secret is None:  # pragma: no cover - from_dict only returns None for None
+        raise KubeError("an empty Secret manifest")
+    return secret
+
+
+def _name_of(manifest: Mapping[str, object]) -> str:
+    metadata = manifest.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    return str(name)

@@ -1,0 +1,389 @@
+"""One reconciliation of one DOClusterAccess: plan → fetch → validate → render → write → status.
+
+This is the operator's behaviour (DESIGN 4) with its I/O injected: a :class:`~doks_access.kube.Kube`
+for the Kubernetes API and a :class:`~doks_access.digitalocean.DigitalOceanClient`. No Kopf here:
+the handlers call :func:`reconcile` from a per-object daemon and sleep until the time it returns.
+
+What a failure changes is decided here, in one place: transient DigitalOcean errors back off with
+jitter and leave a still-valid Secret untouched; 401/404, a missing token Secret, an invalid spec
+and a Secret conflict stall the object (retried slowly, or at once when its spec changes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from doks_access import conditions, digitalocean, kube, rendering, scheduling, spec
+from doks_access.bookkeeping import REFRESH_REQUESTED_AT
+from doks_access.kubeconfig import Credential
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Memory:
+    """What one object's daemon remembers between reconciliations (lost on restart, on purpose:
+    a restarted operator retries a failing object once, then backs off again)."""
+
+    failures: int = 0
+    retry_at: datetime.datetime | None = None
+    last_failure_time: datetime.datetime | None = None
+    last_failure_reason: str | None = None
+    generation: int | None = None
+
+    def forget_failures(self) -> None:
+        self.failures, self.retry_at = 0, None
+        self.last_failure_time = self.last_failure_reason = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """When the object wants attention again (None: only when something about it changes)."""
+
+    wake_at: datetime.datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Dependencies:
+    kube: kube.Kube
+    digitalocean: digitalocean.DigitalOceanClient
+    rng: random.Random
+
+
+@dataclasses.dataclass
+class _Report:
+    """What this reconciliation found, turned into status and events at the end."""
+
+    situation_kwargs: dict[str, Any]
+    fields: dict[str, Any]
+    wake_at: datetime.datetime | None
+
+
+async def reconcile(
+    body: Mapping[str, Any], *, deps: Dependencies, memory: Memory, now: datetime.datetime
+) -> Outcome:
+    """Bring one DOClusterAccess's Secret and status up to date; say when to look again."""
+    metadata = body["metadata"]
+    generation = int(metadata.get("generation") or 0)
+    if memory.generation != generation:
+        memory.generation = generation
+        memory.forget_failures()  # DESIGN 4.5: a spec change resets backoff and retries at once
+    status: Mapping[str, Any] = body.get("status") or {}
+    try:
+        access = spec.parse_spec(body)
+    except spec.InvalidSpecError as exc:
+        report = _Report(
+            situation_kwargs={"stalled": conditions.StalledReason.INVALID_SPEC, "detail": str(exc)},
+            fields={},
+            wake_at=None,
+        )
+        target = status.get("secretName") or f"{metadata['name']}-kubeconfig"
+        await _publish(body, report, deps=deps, memory=memory, now=now, secret_name=target)
+        return Outcome(wake_at=None)
+    report = await _reconcile_spec(body, access, deps=deps, memory=memory, now=now)
+    await _publish(body, report, deps=deps, memory=memory, now=now, secret_name=access.target.name)
+    return Outcome(wake_at=report.wake_at)
+
+
+async def _reconcile_spec(
+    body: Mapping[str, Any],
+    access: spec.AccessSpec,
+    *,
+    deps: Dependencies,
+    memory: Memory,
+    now: datetime.datetime,
+) -> _Report:
+    metadata = body["metadata"]
+    namespace: str = metadata["namespace"]
+    owner = rendering.Owner(namespace=namespace, name=metadata["name"], uid=metadata["uid"])
+    existing = await deps.kube.read_secret(namespace=namespace, name=access.target.name)
+    claim = rendering.ownership(existing=existing, owner=owner, adopt=access.target.adopt)
+    if claim.is_conflict:
+        return _stalled(conditions.StalledReason.SECRET_CONFLICT, now=now, detail=None)
+    observed = rendering.observe_secret(existing, owner=owner)
+    current = observed if observed and observed.spec_hash == access.credential_hash() else None
+    refresh_request = (metadata.get("annotations") or {}).get(REFRESH_REQUESTED_AT)
+    plan = scheduling.next_action(
+        now=now,
+        spec=access,
+        observed=observed,
+        last_secret_name=(body.get("status") or {}).get("secretName"),
+        refresh_request=refresh_request,
+        jitter_fraction=_jitter(owner, observed),
+        retry_at=memory.retry_at,
+    )
+    if isinstance(plan, scheduling.Suspended):
+        return _holding(current, suspended=True, wake_at=None, memory=memory)
+    if isinstance(plan, scheduling.WaitUntil):
+        if existing is not None and current is not None:
+            await _write(
+                deps,
+                namespace,
+                existing,
+                rendering.reapply_metadata(existing, spec=access, owner=owner),
+            )
+        report = _holding(current, suspended=False, wake_at=plan.time, memory=memory)
+        if current is not None and memory.retry_at is None:
+            report.fields["renewal_time"] = plan.time
+        return report
+    logger.info("fetching a credential for %s/%s: %s", namespace, owner.name, plan.reason.value)
+    return await _fetch_and_write(
+        access,
+        owner=owner,
+        existing=existing,
+        current=current,
+        refresh_request=refresh_request,
+        deps=deps,
+        memory=memory,
+        now=now,
+    )
+
+
+async def _fetch_and_write(
+    access: spec.AccessSpec,
+    *,
+    owner: rendering.Owner,
+    existing: Mapping[str, Any] | None,
+    current: scheduling.ObservedSecret | None,
+    refresh_request: str | None,
+    deps: Dependencies,
+    memory: Memory,
+    now: datetime.datetime,
+) -> _Report:
+    if access.cluster_id is None:
+        # Name lookup (spec.clusterName) is not implemented yet: say so instead of guessing.
+        detail = "spec.clusterName is not supported yet; set spec.clusterID"
+        return _stalled(conditions.StalledReason.INVALID_SPEC, now=now, detail=detail)
+    try:
+        token = await deps.kube.read_token(
+            namespace=owner.namespace,
+            name=access.token_secret.name,
+            key=access.token_secret.key,
+        )
+    except kube.TokenSecretError as exc:
+        return _failed_permanently(
+            conditions.StalledReason.TOKEN_SECRET_MISSING, str(exc), current, memory, now
+        )
+    try:
+        credential = await deps.digitalocean.fetch_kubeconfig(
+            token=token, cluster_id=access.cluster_id, expiry_seconds=access.expiry_seconds
+        )
+    except digitalocean.DigitalOceanError as exc:
+        return _failed_fetch(exc, current=current, deps=deps, memory=memory, now=now)
+    desired = rendering.render_secret(
+        credential=credential,
+        spec=access,
+        owner=owner,
+        cluster_id=access.cluster_id,
+        refresh_request=refresh_request,
+    )
+    await _write(deps, owner.namespace, existing, desired)
+    memory.forget_failures()
+    return _issued(credential, access=access, owner=owner)
+
+
+def _issued(credential: Credential, *, access: spec.AccessSpec, owner: rendering.Owner) -> _Report:
+    renewal = scheduling.renewal_time(
+        issued_at=credential.issued_at,
+        expires_at=credential.expires_at,
+        renew_before=access.renew_before,
+        jitter_fraction=_jitter_for(owner, credential.issued_at),
+    )
+    return _Report(
+        situation_kwargs={"expires_at": credential.expires_at},
+        fields={
+            "cluster_id": access.cluster_id,
+            "server": credential.server,
+            "issued_at": credential.issued_at,
+            "expires_at": credential.expires_at,
+            "renewal_time": renewal,
+        },
+        wake_at=renewal,
+    )
+
+
+def _failed_fetch(
+    exc: digitalocean.DigitalOceanError,
+    *,
+    current: scheduling.ObservedSecret | None,
+    deps: Dependencies,
+    memory: Memory,
+    now: datetime.datetime,
+) -> _Report:
+    if isinstance(exc, digitalocean.UnauthorizedError):
+        reason = conditions.StalledReason.UNAUTHORIZED
+        return _failed_permanently(reason, str(exc), current, memory, now)
+    if isinstance(exc, digitalocean.NotFoundError):
+        reason = conditions.StalledReason.CLUSTER_NOT_FOUND
+        return _failed_permanently(reason, str(exc), current, memory, now)
+    memory.failures += 1
+    memory.last_failure_time = now
+    if isinstance(exc, digitalocean.RateLimitedError):
+        memory.last_failure_reason = "RateLimited"
+        wait = datetime.timedelta(seconds=exc.retry_after)
+        reconciling = conditions.ReconcilingReason.RATE_LIMITED
+    else:
+        memory.last_failure_reason = type(exc).__name__.removesuffix("Error")
+        wait = scheduling.failure_backoff(
+            failures=memory.failures,
+            now=now,
+            expires_at=current.expires_at if current else None,
+            jitter_fraction=deps.rng.random(),
+        )
+        reconciling = conditions.ReconcilingReason.RETRYING_AFTER_ERROR
+    memory.retry_at = now + max(wait, datetime.timedelta(milliseconds=100))
+    logger.warning("fetching a credential failed (%s); retrying in %s", exc, wait)
+    report = _holding(current, suspended=False, wake_at=memory.retry_at, memory=memory)
+    report.situation_kwargs.update(reconciling=reconciling, detail=str(exc))
+    report.fields["renewal_time"] = memory.retry_at
+    return report
+
+
+def _failed_permanently(
+    reason: conditions.StalledReason,
+    detail: str,
+    current: scheduling.ObservedSecret | None,
+    memory: Memory,
+    now: datetime.datetime,
+) -> _Report:
+    memory.failures += 1
+    memory.last_failure_time = now
+    memory.last_failure_reason = reason.value
+    memory.retry_at = now + scheduling.STALLED_RETRY
+    logger.warning("fetching a credential needs attention (%s): %s", reason.value, detail)
+    report = _holding(current, suspended=False, wake_at=memory.retry_at, memory=memory)
+    report.situation_kwargs.update(stalled=reason, detail=detail)
+    report.fields["renewal_time"] = memory.retry_at
+    return report
+
+
+def _stalled(
+    reason: conditions.StalledReason, *, now: datetime.datetime, detail: str | None
+) -> _Report:
+    return _Report(
+        situation_kwargs={"stalled": reason, "detail": detail},
+        fields={},
+        wake_at=now + scheduling.STALLED_RETRY,
+    )
+
+
+def _holding(
+    current: scheduling.ObservedSecret | None,
+    *,
+    suspended: bool,
+    wake_at: datetime.datetime | None,
+    memory: Memory,
+) -> _Report:
+    """A report that keeps what the Secret already holds (no fetch happened or it failed)."""
+    fields: dict[str, Any] = {}
+    if current is not None:
+        fields = {
+            "cluster_id": current.cluster_id,
+            "issued_at": current.issued_at,
+            "expires_at": current.expires_at,
+        }
+    expires_at = current.expires_at if current else None
+    return _Report(
+        situation_kwargs={"expires_at": expires_at, "suspended": suspended},
+        fields=fields,
+        wake_at=wake_at,
+    )
+
+
+async def _write(
+    deps: Dependencies,
+    namespace: str,
+    existing: Mapping[str, Any] | None,
+    desired: rendering.SecretManifest,
+) -> None:
+    write = rendering.write_for(existing, desired)
+    if write.action is rendering.WriteAction.UNCHANGED:
+        return
+    if write.action is rendering.WriteAction.CREATE:
+        await deps.kube.create_secret(namespace=namespace, manifest=write.manifest)
+    elif write.action is rendering.WriteAction.REPLACE:
+        await deps.kube.replace_secret(namespace=namespace, manifest=write.manifest)
+    else:  # RECREATE: the type of a Secret cannot change in place
+        uid = (existing or {}).get("metadata", {}).get("uid")
+        await deps.kube.delete_secret(
+            namespace=namespace, name=desired["metadata"]["name"], uid=uid
+        )
+        await deps.kube.create_secret(namespace=namespace, manifest=write.manifest)
+
+
+async def _publish(
+    body: Mapping[str, Any],
+    report: _Report,
+    *,
+    deps: Dependencies,
+    memory: Memory,
+    now: datetime.datetime,
+    secret_name: str,
+) -> None:
+    metadata = body["metadata"]
+    namespace, name = metadata["namespace"], metadata["name"]
+    previous: Mapping[str, Any] = body.get("status") or {}
+    situation = conditions.Situation(
+        generation=int(metadata.get("generation") or 0),
+        secret_name=secret_name,
+        **report.situation_kwargs,
+    )
+    fields = {
+        "cluster_id": previous.get("clusterID"),
+        "cluster_name": previous.get("clusterName"),
+        "server": previous.get("server"),
+        **report.fields,
+    }
+    holds = report.situation_kwargs.get("expires_at") is not None
+    current = conditions.Status(
+        observed_generation=situation.generation,
+        conditions=conditions.conditions_for(
+            situation=situation, now=now, previous=previous.get("conditions") or ()
+        ),
+        secret_name=secret_name if holds else previous.get("secretName"),
+        failed_attempts=memory.failures,
+        last_failure_time=memory.last_failure_time,
+        last_failure_reason=memory.last_failure_reason,
+        **fields,
+    )
+    old_secret = previous.get("secretName")
+    if holds and old_secret and old_secret != secret_name:
+        await _delete_if_ours(deps, namespace=namespace, name=old_secret, owner_name=name)
+    patch = conditions.status_patch(previous=previous, current=current)
+    if patch is not None:
+        await deps.kube.patch_status(namespace=namespace, name=name, patch=patch)
+    for event in conditions.events_for(previous=previous, current=current):
+        await deps.kube.emit_event(
+            involved=body,
+            type_=event.type.value,
+            reason=event.reason,
+            message=event.message,
+            now=now,
+        )
+
+
+async def _delete_if_ours(
+    deps: Dependencies, *, namespace: str, name: str, owner_name: str
+) -> None:
+    secret = await deps.kube.read_secret(namespace=namespace, name=name)
+    owner = rendering.Owner(namespace=namespace, name=owner_name, uid="")
+    if (
+        secret is not None
+        and rendering.ownership(existing=secret, owner=owner, adopt=False)
+        is rendering.Ownership.OURS
+    ):
+        await deps.kube.delete_secret(namespace=namespace, name=name, uid=secret["metadata"]["uid"])
+
+
+def _jitter(owner: rendering.Owner, observed: scheduling.ObservedSecret | None) -> float:
+    return _jitter_for(owner, observed.issued_at) if observed else 0.0
+
+
+def _jitter_for(owner: rendering.Owner, issued_at: datetime.datetime) -> float:
+    # Stable per credential: re-planning after a restart lands on the same renewal time.
+    return scheduling.renewal_jitter(seed=f"{owner.uid}/{issued_at.isoformat()}")
