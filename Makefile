@@ -50,8 +50,8 @@ test: check controlplane  ## Everything: static checks, then all tests against a
 unit: venv  ## Only the tests that need no cluster.
 	$(BIN)/pytest -m 'not cluster'
 
-demo: venv controlplane  ## Start the local control plane and keep it running (Ctrl-C stops it).
-	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" $(BIN)/doks-access-controlplane
+demo: venv controlplane  ## Offline demo: emulator + control plane + operator + a sample (Ctrl-C stops).
+	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" $(BIN)/doks-access-demo
 
 lock: venv  ## Re-resolve constraints.txt from the pyproject files (needs uv in the venv).
 	$(BIN)/python -m pip install --quiet uv==0.13.9
@@ -59,4 +59,4 @@ lock: venv  ## Re-resolve constraints.txt from the pyproject files (needs uv in 
 		requirements-build.in --extra dev --no-emit-package doks-access-operator -o constraints.txt
 
 clean:  ## Remove the virtualenv and caches (the control-plane cache lives outside the repo).
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .controlplane
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .controlplane .demo

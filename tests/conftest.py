@@ -1,14 +1,18 @@
 """Fixtures shared by every suite: a Kubernetes API server, a namespace per test, the CRDs.
 
-By default the suite starts its own control plane (etcd, kube-apiserver, kube-controller-manager) on
-loopback, once per session. Set ``DOKS_ACCESS_TEST_KUBECONFIG`` to a kubeconfig file to run the same
-tests against an existing cluster instead (kind, for example); tests that need the local control
-plane's internals (its binaries, its client CA) are then skipped.
+By default the suite starts its own control plane (etcd, kube-apiserver, kube-controller-manager)
+on loopback, once per session, together with a DigitalOcean API emulator that acts as the
+apiserver's webhook token authenticator: the credentials it issues really work, and really expire.
+
+Set ``DOKS_ACCESS_TEST_KUBECONFIG`` to a kubeconfig file to run the same tests against an existing
+cluster instead (kind, for example); tests that need the local control plane's internals (its
+binaries, its client CA, the emulator wired into it) are then skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 import os
@@ -21,7 +25,8 @@ import yaml
 from kubernetes import client, config
 
 from doks_access_testkit.binaries import control_plane_bin_dir
-from doks_access_testkit.controlplane import ControlPlane
+from doks_access_testkit.controlplane import ControlPlane, TokenWebhook
+from doks_access_testkit.emulator import Emulator, EmulatorConfig
 from doks_access_testkit.processes import process_group_alive
 from tests import kube
 
@@ -39,14 +44,15 @@ class Cluster:
 
     kubeconfig_path: Path
     control_plane: ControlPlane | None  # None when running against an external cluster
+    emulator: Emulator | None  # wired into control_plane; None against an external cluster
 
     def api_client(self) -> client.ApiClient:
         return config.new_client_from_config(config_file=str(self.kubeconfig_path))
 
 
-def start_control_plane(**kwargs: object) -> ControlPlane:
+def start_control_plane(*, token_webhook: TokenWebhook | None = None) -> ControlPlane:
     """Start a control plane and register its processes for the leak check at session end."""
-    plane = ControlPlane(bin_dir=control_plane_bin_dir(), **kwargs)  # type: ignore[arg-type]
+    plane = ControlPlane(bin_dir=control_plane_bin_dir(), token_webhook=token_webhook)
     plane.start()
     _started_process_groups.extend((p.name, p.pid) for p in plane.processes)
     return plane
@@ -56,13 +62,16 @@ def start_control_plane(**kwargs: object) -> ControlPlane:
 def cluster() -> Iterator[Cluster]:
     external = os.environ.get(EXTERNAL_KUBECONFIG_ENV)
     if external:
-        yield Cluster(kubeconfig_path=Path(external), control_plane=None)
+        yield Cluster(kubeconfig_path=Path(external), control_plane=None, emulator=None)
         return
-    plane = start_control_plane()
-    try:
-        yield Cluster(kubeconfig_path=plane.admin_kubeconfig_path, control_plane=plane)
-    finally:
-        plane.stop()
+    with contextlib.ExitStack() as stack:
+        emulator = stack.enter_context(Emulator(config=EmulatorConfig.demo()))
+        plane = start_control_plane(token_webhook=emulator.token_webhook)
+        stack.callback(plane.stop)
+        emulator.use_control_plane(plane)
+        yield Cluster(
+            kubeconfig_path=plane.admin_kubeconfig_path, control_plane=plane, emulator=emulator
+        )
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +80,27 @@ def control_plane(cluster: Cluster) -> ControlPlane:
     if cluster.control_plane is None:
         pytest.skip(f"needs the local control plane; {EXTERNAL_KUBECONFIG_ENV} is set")
     return cluster.control_plane
+
+
+@pytest.fixture(scope="session")
+def digitalocean(cluster: Cluster) -> Emulator:
+    """The session's DigitalOcean API emulator, whose credentials work against ``control_plane``.
+
+    Tests that change its faults or counters must undo that (see ``fresh_digitalocean``).
+    """
+    if cluster.emulator is None:
+        pytest.skip(f"needs the local control plane's emulator; {EXTERNAL_KUBECONFIG_ENV} is set")
+    return cluster.emulator
+
+
+@pytest.fixture
+def fresh_digitalocean(digitalocean: Emulator) -> Iterator[Emulator]:
+    """The session emulator with no faults, zeroed counters and empty rate-limit windows."""
+    digitalocean.clear_faults()
+    digitalocean.reset_stats()
+    digitalocean.reset_rate_limits()
+    yield digitalocean
+    digitalocean.clear_faults()
 
 
 @pytest.fixture(scope="session")

@@ -87,7 +87,18 @@ async def reconcile(
         return Outcome(wake_at=None)
     report = await _reconcile_spec(body, access, deps=deps, memory=memory, now=now)
     await _publish(body, report, deps=deps, memory=memory, now=now, secret_name=access.target.name)
-    return Outcome(wake_at=report.wake_at)
+    return Outcome(
+        wake_at=_earliest(report.wake_at, report.situation_kwargs.get("expires_at"), now)
+    )
+
+
+def _earliest(
+    wake_at: datetime.datetime | None, expires_at: datetime.datetime | None, now: datetime.datetime
+) -> datetime.datetime | None:
+    """Wake at expiry too, if that comes first: Ready must turn False the moment it runs out."""
+    if expires_at is None or expires_at <= now:
+        return wake_at
+    return expires_at if wake_at is None else min(wake_at, expires_at)
 
 
 async def _reconcile_spec(
@@ -120,6 +131,7 @@ async def _reconcile_spec(
     if isinstance(plan, scheduling.Suspended):
         return _holding(current, suspended=True, wake_at=None, memory=memory)
     if isinstance(plan, scheduling.WaitUntil):
+        logger.debug("%s/%s: nothing to fetch until %s", namespace, owner.name, plan.time)
         if existing is not None and current is not None:
             await _write(
                 deps,

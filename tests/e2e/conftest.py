@@ -1,0 +1,72 @@
+"""The operator as users run it: ``doks-access run`` in its own process, against the session's
+control plane and DigitalOcean API emulator."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from doks_access_testkit.emulator import Emulator
+from doks_access_testkit.processes import ManagedProcess
+from tests.conftest import Cluster
+
+
+class OperatorRunner:
+    """One ``doks-access run`` process that tests can restart; its log survives restarts."""
+
+    def __init__(self, *, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self._args, self._env, self.log_path = args, env, log_path
+        self.process = self._spawn()
+
+    def _spawn(self) -> ManagedProcess:
+        return ManagedProcess(
+            name="doks-access", args=self._args, log_path=self.log_path, env=self._env
+        )
+
+    def restart(self) -> None:
+        self.process.stop()
+        self.process = self._spawn()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Cluster,
+    digitalocean: Emulator,
+    crds: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorRunner]:
+    """One operator for the session, watching every namespace, logging at DEBUG."""
+    del crds  # installed before the operator starts
+    runner = OperatorRunner(
+        args=[
+            sys.executable,
+            "-m",
+            "doks_access",
+            "run",
+            f"--kubeconfig={cluster.kubeconfig_path}",
+        ],
+        env={
+            **os.environ,
+            "DOKS_ACCESS_DIGITALOCEAN_API_URL": digitalocean.api_url,
+            "DOKS_ACCESS_DIGITALOCEAN_CA_FILE": str(digitalocean.ca_file),
+            "DOKS_ACCESS_LOG_LEVEL": "DEBUG",
+        },
+        log_path=tmp_path_factory.mktemp("operator") / "operator.log",
+    )
+    try:
+        yield runner
+    finally:
+        runner.stop()
+        exit_code = runner.process.exit_code()
+        if exit_code not in (0, None):
+            print(f"operator exited with {exit_code}:\n{runner.process.log_tail(60)}")

@@ -1,0 +1,86 @@
+"""Helpers for end-to-end tests: DOClusterAccess objects, their Secrets, and a consumer."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+
+from doks_access_testkit.emulator import DEMO_CLUSTER_IDS, DEMO_TOKEN
+from tests import kube
+
+GROUP, VERSION, PLURAL = "doks-access.dev", "v1alpha1", "doclusteraccesses"
+CLUSTER_ID = DEMO_CLUSTER_IDS["prod-cluster-01"]
+EMULATOR_USER = "doks-emulator-admin"
+
+
+def create_token_secret(api: client.ApiClient, namespace: str, token: str = DEMO_TOKEN) -> None:
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="digitalocean-api"),
+            string_data={"token": token},
+        ),
+    )
+
+
+def apply_access(api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DOClusterAccess",
+        "metadata": {"name": name},
+        "spec": {"tokenSecretRef": {"name": "digitalocean-api"}, **spec},
+    }
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body
+    )
+
+
+def get_access(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    return found
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == kind), None)
+
+
+def wait_for_condition(
+    api: client.ApiClient, namespace: str, name: str, kind: str, status: str, reason: str | None
+) -> dict[str, Any]:
+    def matches() -> dict[str, Any] | None:
+        obj = get_access(api, namespace, name)
+        found = condition(obj, kind)
+        if found and found["status"] == status and reason in (None, found["reason"]):
+            return obj
+        return None
+
+    return kube.eventually(matches, what=f"{name} {kind}={status} ({reason})", timeout=60)
+
+
+def kubeconfig_of(api: client.ApiClient, namespace: str, secret: str, key: str) -> bytes:
+    read = client.CoreV1Api(api).read_namespaced_secret(secret, namespace)
+    return base64.b64decode(read.data[key])
+
+
+def whoami(raw: bytes, tmp_path: Path) -> str:
+    path = tmp_path / "consumer.kubeconfig"
+    path.write_bytes(raw)
+    with config.new_client_from_config(config_file=str(path)) as consumer:
+        review = client.AuthenticationV1Api(consumer).create_self_subject_review(
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        )
+    username: str = review.status.user_info.username
+    return username
+
+
+def events_of(api: client.ApiClient, namespace: str, name: str) -> list[tuple[str, str]]:
+    listed = client.CoreV1Api(api).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={name}"
+    )
+    return [(e.type, e.reason) for e in listed.items]

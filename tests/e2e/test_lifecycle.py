@@ -1,0 +1,212 @@
+"""End to end: restarts, expiry, suspension, renaming, ownership and rate limits."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from doks_access_testkit.emulator import Emulator, Fault
+from tests import kube
+from tests.e2e.conftest import OperatorRunner
+from tests.e2e.objects import (
+    CLUSTER_ID,
+    EMULATOR_USER,
+    GROUP,
+    PLURAL,
+    VERSION,
+    apply_access,
+    condition,
+    create_token_secret,
+    events_of,
+    get_access,
+    kubeconfig_of,
+    wait_for_condition,
+    whoami,
+)
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+def _patch_spec(api: client.ApiClient, namespace: str, name: str, spec: dict[str, object]) -> None:
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, {"spec": spec}
+    )
+
+
+def _secret_or_none(api: client.ApiClient, namespace: str, name: str) -> client.V1Secret | None:
+    try:
+        return client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def test_a_restart_with_fresh_secrets_makes_no_call_and_no_write(
+    api: client.ApiClient, namespace: str, digitalocean: Emulator, operator: OperatorRunner
+) -> None:
+    create_token_secret(api, namespace)
+    apply_access(api, namespace, "steady", {"clusterID": CLUSTER_ID, "expirySeconds": 3600})
+    before = wait_for_condition(api, namespace, "steady", "Ready", "True", "Issued")
+    secret_version = _secret_or_none(api, namespace, "steady-kubeconfig").metadata.resource_version
+    planned = f"{namespace}/steady: nothing to fetch until"
+    fetches = digitalocean.request_count("kubeconfig")
+    plans_before = operator.log().count(planned)
+
+    operator.restart()
+
+    kube.eventually(
+        lambda: operator.log().count(planned) > plans_before,
+        what="the restarted operator to re-plan the object from its Secret",
+    )
+    assert digitalocean.request_count("kubeconfig") == fetches
+    after = get_access(api, namespace, "steady")
+    assert after["status"] == before["status"]
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    current = _secret_or_none(api, namespace, "steady-kubeconfig").metadata.resource_version
+    assert current == secret_version
+
+
+def test_an_expired_credential_turns_ready_false_and_stays_in_place(
+    api: client.ApiClient, namespace: str, digitalocean: Emulator
+) -> None:
+    create_token_secret(api, namespace)
+    apply_access(api, namespace, "doomed", {"clusterID": CLUSTER_ID, "expirySeconds": 8})
+    issued = wait_for_condition(api, namespace, "doomed", "Ready", "True", "Issued")
+    expires_at = datetime.datetime.fromisoformat(issued["status"]["expiresAt"])
+
+    fault = digitalocean.add_fault(Fault(kind="status", status=503, endpoint="kubeconfig"))
+    try:
+        obj = wait_for_condition(api, namespace, "doomed", "Ready", "False", "Expired")
+    finally:
+        digitalocean.remove_fault(fault.id)
+
+    assert datetime.datetime.now(datetime.UTC) >= expires_at
+    assert condition(obj, "Reconciling")["reason"] == "RetryingAfterError"
+    assert obj["status"]["lastFailureReason"] == "Server"
+    assert _secret_or_none(api, namespace, "doomed-kubeconfig") is not None
+    kube.eventually(
+        lambda: ("Warning", "Expired") in events_of(api, namespace, "doomed"),
+        what="the Expired event",
+    )
+    # Once DigitalOcean answers again, the next retry brings a fresh credential.
+    wait_for_condition(api, namespace, "doomed", "Ready", "True", "Issued")
+
+
+def test_a_suspended_object_fetches_nothing(
+    api: client.ApiClient, namespace: str, digitalocean: Emulator
+) -> None:
+    create_token_secret(api, namespace)
+    fetches = digitalocean.request_count("kubeconfig")
+
+    apply_access(api, namespace, "paused", {"clusterID": CLUSTER_ID, "suspend": True})
+
+    obj = wait_for_condition(api, namespace, "paused", "Ready", "False", "Suspended")
+    assert _secret_or_none(api, namespace, "paused-kubeconfig") is None
+    assert digitalocean.request_count("kubeconfig") == fetches
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+
+
+def test_renaming_the_target_writes_the_new_secret_and_removes_the_old(
+    api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    create_token_secret(api, namespace)
+    apply_access(api, namespace, "moving", {"clusterID": CLUSTER_ID, "expirySeconds": 3600})
+    wait_for_condition(api, namespace, "moving", "Ready", "True", "Issued")
+
+    _patch_spec(api, namespace, "moving", {"target": {"name": "moved"}})
+
+    kube.eventually(
+        lambda: get_access(api, namespace, "moving")["status"].get("secretName") == "moved",
+        what="status.secretName to follow the new target",
+    )
+    assert whoami(kubeconfig_of(api, namespace, "moved", "kubeconfig"), tmp_path) == EMULATOR_USER
+    kube.eventually(
+        lambda: _secret_or_none(api, namespace, "moving-kubeconfig") is None,
+        what="the old Secret to be removed",
+    )
+
+
+@pytest.mark.parametrize(("policy", "kept"), [("Delete", False), ("Retain", True)])
+def test_deleting_the_object_applies_the_deletion_policy(
+    api: client.ApiClient, namespace: str, policy: str, kept: bool
+) -> None:
+    create_token_secret(api, namespace)
+    spec = {"clusterID": CLUSTER_ID, "target": {"deletionPolicy": policy}}
+    apply_access(api, namespace, "temporary", spec)
+    wait_for_condition(api, namespace, "temporary", "Ready", "True", "Issued")
+
+    client.CustomObjectsApi(api).delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "temporary"
+    )
+
+    kube.eventually(
+        lambda: kube.is_absent(lambda: get_access(api, namespace, "temporary")),
+        what="the DOClusterAccess to be deleted",
+    )
+    if kept:
+        secret = _secret_or_none(api, namespace, "temporary-kubeconfig")
+        assert secret is not None
+        assert not secret.metadata.owner_references
+    else:
+        kube.eventually(
+            lambda: _secret_or_none(api, namespace, "temporary-kubeconfig") is None,
+            what="the garbage collector to delete the owned Secret",
+        )
+
+
+def test_a_foreign_secret_is_never_overwritten_unless_adopted(
+    api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    create_token_secret(api, namespace)
+    core = client.CoreV1Api(api)
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="handmade"), string_data={"kubeconfig": "mine"}
+        ),
+    )
+    spec = {"clusterID": CLUSTER_ID, "target": {"name": "handmade"}}
+
+    apply_access(api, namespace, "grabby", spec)
+
+    wait_for_condition(api, namespace, "grabby", "Stalled", "True", "SecretConflict")
+    assert core.read_namespaced_secret("handmade", namespace).data["kubeconfig"] == "bWluZQ=="
+    kube.eventually(
+        lambda: ("Warning", "SecretConflict") in events_of(api, namespace, "grabby"),
+        what="the SecretConflict event",
+    )
+
+    _patch_spec(api, namespace, "grabby", {"target": {"name": "handmade", "adopt": True}})
+
+    wait_for_condition(api, namespace, "grabby", "Ready", "True", "Issued")
+    assert whoami(kubeconfig_of(api, namespace, "handmade", "kubeconfig"), tmp_path) == (
+        EMULATOR_USER
+    )
+
+
+def test_a_rate_limited_fetch_waits_and_says_so(
+    api: client.ApiClient, namespace: str, digitalocean: Emulator
+) -> None:
+    # A token of its own: the operator rightly pauses every request made with a rate-limited token.
+    create_token_secret(api, namespace, token=digitalocean.add_token().token)
+    fault = digitalocean.add_fault(
+        Fault(kind="status", status=429, retry_after=3600, endpoint="kubeconfig")
+    )
+    try:
+        apply_access(api, namespace, "throttled", {"clusterID": CLUSTER_ID})
+        obj = wait_for_condition(api, namespace, "throttled", "Reconciling", "True", "RateLimited")
+    finally:
+        digitalocean.remove_fault(fault.id)
+
+    assert condition(obj, "Ready")["reason"] == "Pending"
+    renewal = datetime.datetime.fromisoformat(obj["status"]["renewalTime"])
+    assert renewal - datetime.datetime.now(datetime.UTC) > datetime.timedelta(minutes=50)
+    kube.eventually(
+        lambda: ("Warning", "RateLimited") in events_of(api, namespace, "throttled"),
+        what="the RateLimited event",
+    )

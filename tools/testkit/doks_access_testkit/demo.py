@@ -1,0 +1,173 @@
+"""``doks-access-demo``: the whole product offline, on embedded defaults.
+
+Starts the DigitalOcean API emulator, a local control plane whose apiserver trusts the emulator's
+tokens, and the operator; applies the CRD, a token Secret and a ``DOClusterAccess`` whose
+credentials live one minute; waits for ``Ready`` with ``kubectl wait``; proves the Secret's
+kubeconfig authenticates; then keeps everything running so that renewals can be watched, until
+Ctrl-C. ``--once`` stops after the checks (that is how the tests run it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+from doks_access_testkit.binaries import control_plane_bin_dir
+from doks_access_testkit.controlplane import ControlPlane
+from doks_access_testkit.emulator import DEMO_CLUSTER_IDS, DEMO_TOKEN, Emulator, EmulatorConfig
+from doks_access_testkit.processes import ManagedProcess
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+NAMESPACE = "demo"
+SAMPLE = textwrap.dedent(
+    f"""\
+    apiVersion: v1
+    kind: Namespace
+    metadata:
+      name: {NAMESPACE}
+    ---
+    apiVersion: v1
+    kind: Secret
+    metadata:
+      name: digitalocean-api
+      namespace: {NAMESPACE}
+    stringData:
+      token: {DEMO_TOKEN}
+    ---
+    apiVersion: doks-access.dev/v1alpha1
+    kind: DOClusterAccess
+    metadata:
+      name: prod
+      namespace: {NAMESPACE}
+    spec:
+      clusterID: {DEMO_CLUSTER_IDS["prod-cluster-01"]}
+      expirySeconds: 60
+      tokenSecretRef:
+        name: digitalocean-api
+    """
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="doks-access-demo", description=__doc__)
+    parser.add_argument("--once", action="store_true", help="exit after the checks")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(".demo"), help="where to write kubeconfigs and logs"
+    )
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        with contextlib.ExitStack() as stack:
+            _run(stack, workdir=args.workdir.resolve(), once=args.once)
+    except KeyboardInterrupt:
+        _say("stopped")
+    return 0
+
+
+def _run(stack: contextlib.ExitStack, *, workdir: Path, once: bool) -> None:
+    bin_dir = control_plane_bin_dir()
+    emulator = stack.enter_context(Emulator(config=EmulatorConfig.demo()))
+    plane = ControlPlane(bin_dir=bin_dir, token_webhook=emulator.token_webhook)
+    emulator.use_control_plane(plane)
+    _say(f"DigitalOcean API emulator on {emulator.api_url}")
+    stack.enter_context(plane)
+    kubeconfig = workdir / "admin.kubeconfig"
+    shutil.copyfile(plane.admin_kubeconfig_path, kubeconfig)
+    kubeconfig.chmod(0o600)
+    _say(f"Kubernetes API server on {plane.server}; kubeconfig: {kubeconfig}")
+    kubectl = _kubectl(bin_dir, kubeconfig)
+    kubectl("apply", "-f", str(REPO_ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "crd/doclusteraccesses.doks-access.dev")
+    operator = _start_operator(emulator, kubeconfig, workdir / "operator.log")
+    stack.callback(operator.stop)
+    _say(f"operator running; log: {workdir / 'operator.log'}")
+    kubectl("apply", "-f", "-", stdin=SAMPLE)
+    kubectl("wait", "--for=condition=Ready", "doca/prod", "-n", NAMESPACE, "--timeout=60s")
+    kubectl("get", "doca", "-n", NAMESPACE)
+    _prove_secret(kubectl, bin_dir)
+    if once:
+        return
+    _say(
+        f"renewals happen every ~40 s; watch them with:\n"
+        f"  {bin_dir / 'kubectl'} --kubeconfig {kubeconfig} get doca -n {NAMESPACE} -w\n"
+        "press Ctrl-C to stop"
+    )
+    signal.pause()
+
+
+def _prove_secret(kubectl: _Kubectl, bin_dir: Path) -> None:
+    encoded = kubectl(
+        "get",
+        "secret",
+        "prod-kubeconfig",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={.data.kubeconfig}",
+        quiet=True,
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        consumer = Path(scratch) / "consumer.kubeconfig"
+        consumer.write_bytes(base64.b64decode(encoded))
+        consumer.chmod(0o600)
+        whoami = _kubectl(bin_dir, consumer)
+        identity = whoami(
+            "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}", quiet=True
+        )
+    _say(f"the Secret's kubeconfig authenticates against the API server: {identity}")
+
+
+class _Kubectl:
+    def __init__(self, binary: Path, kubeconfig: Path) -> None:
+        self.binary, self.kubeconfig = binary, kubeconfig
+
+    def __call__(self, *args: str, stdin: str | None = None, quiet: bool = False) -> str:
+        completed = subprocess.run(
+            [str(self.binary), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if completed.returncode != 0:
+            raise SystemExit(f"kubectl {' '.join(args)} failed:\n{completed.stderr}")
+        if not quiet:
+            print(completed.stdout, end="", flush=True)
+        return completed.stdout
+
+
+def _kubectl(bin_dir: Path, kubeconfig: Path) -> _Kubectl:
+    return _Kubectl(bin_dir / "kubectl", kubeconfig)
+
+
+def _start_operator(emulator: Emulator, kubeconfig: Path, log_path: Path) -> ManagedProcess:
+    return ManagedProcess(
+        name="doks-access",
+        args=[sys.executable, "-m", "doks_access", "run", f"--kubeconfig={kubeconfig}"],
+        log_path=log_path,
+        env={
+            **os.environ,
+            "DOKS_ACCESS_DIGITALOCEAN_API_URL": emulator.api_url,
+            "DOKS_ACCESS_DIGITALOCEAN_CA_FILE": str(emulator.ca_file),
+        },
+    )
+
+
+def _say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
