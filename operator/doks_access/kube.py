@@ -85,6 +85,11 @@ class Kube:
         result: dict[str, Any] = self._api.sanitize_for_serialization(secret)  # type: ignore[no-untyped-call]
         return result
 
+    async def secret_version(self, *, namespace: str, name: str) -> str | None:
+        """The Secret's resourceVersion (None: it does not exist), to notice that it changed."""
+        secret = await self.read_secret(namespace=namespace, name=name)
+        return None if secret is None else str(secret["metadata"].get("resourceVersion"))
+
     async def read_token(self, *, namespace: str, name: str, key: str) -> str:
         """The DigitalOcean API token from the Secret ``name``'s ``key``."""
         where = f"Secret {namespace}/{name}"

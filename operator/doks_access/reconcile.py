@@ -24,6 +24,9 @@ from doks_access.kubeconfig import Credential
 
 logger = logging.getLogger(__name__)
 
+# How often a missing or refused token's Secret is looked at again (a GET, no DigitalOcean call).
+TOKEN_POLL = datetime.timedelta(seconds=5)
+
 
 @dataclasses.dataclass
 class Memory:
@@ -35,10 +38,18 @@ class Memory:
     last_failure_time: datetime.datetime | None = None
     last_failure_reason: str | None = None
     generation: int | None = None
+    # The failure's conditions (Reconciling or Stalled and a message), shown until the retry.
+    failure: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # While the token is missing or refused: the token Secret's resourceVersion when that was seen,
+    # so that a fixed Secret is tried at once rather than after the slow retry.
+    token_version: str | None = None
+    watching_token: bool = False
 
     def forget_failures(self) -> None:
         self.failures, self.retry_at = 0, None
         self.last_failure_time = self.last_failure_reason = None
+        self.failure = {}
+        self.token_version, self.watching_token = None, False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +130,11 @@ async def _reconcile_spec(
     observed = rendering.observe_secret(existing, owner=owner)
     current = observed if observed and observed.spec_hash == access.credential_hash() else None
     refresh_request = (metadata.get("annotations") or {}).get(REFRESH_REQUESTED_AT)
+    if memory.watching_token and memory.retry_at is not None:
+        version = await deps.kube.secret_version(namespace=namespace, name=access.token_secret.name)
+        if version != memory.token_version:
+            logger.info("%s/%s: the token Secret changed; retrying now", namespace, owner.name)
+            memory.retry_at = None
     plan = scheduling.next_action(
         now=now,
         spec=access,
@@ -140,7 +156,12 @@ async def _reconcile_spec(
                 rendering.reapply_metadata(existing, spec=access, owner=owner),
             )
         report = _holding(current, suspended=False, wake_at=plan.time, memory=memory)
-        if current is not None and memory.retry_at is None:
+        if memory.retry_at is not None and plan.time == memory.retry_at:
+            report.situation_kwargs.update(memory.failure)  # still failing: say so until the retry
+            report.fields["renewal_time"] = plan.time
+            if memory.watching_token:
+                report.wake_at = min(plan.time, now + TOKEN_POLL)
+        elif current is not None:
             report.fields["renewal_time"] = plan.time
         return report
     logger.info("fetching a credential for %s/%s: %s", namespace, owner.name, plan.reason.value)
@@ -178,15 +199,20 @@ async def _fetch_and_write(
             key=access.token_secret.key,
         )
     except kube.TokenSecretError as exc:
-        return _failed_permanently(
-            conditions.StalledReason.TOKEN_SECRET_MISSING, str(exc), current, memory, now
-        )
+        reason = conditions.StalledReason.TOKEN_SECRET_MISSING
+        report = _failed_permanently(reason, str(exc), current, memory, now)
+        return await _watch_token(report, access, owner=owner, deps=deps, memory=memory, now=now)
     try:
         credential = await deps.digitalocean.fetch_kubeconfig(
             token=token, cluster_id=access.cluster_id, expiry_seconds=access.expiry_seconds
         )
     except digitalocean.DigitalOceanError as exc:
-        return _failed_fetch(exc, current=current, deps=deps, memory=memory, now=now)
+        report = _failed_fetch(exc, current=current, deps=deps, memory=memory, now=now)
+        if isinstance(exc, digitalocean.UnauthorizedError):
+            return await _watch_token(
+                report, access, owner=owner, deps=deps, memory=memory, now=now
+            )
+        return report
     desired = rendering.render_secret(
         credential=credential,
         spec=access,
@@ -197,6 +223,29 @@ async def _fetch_and_write(
     await _write(deps, owner.namespace, existing, desired)
     memory.forget_failures()
     return _issued(credential, access=access, owner=owner)
+
+
+async def _watch_token(
+    report: _Report,
+    access: spec.AccessSpec,
+    *,
+    owner: rendering.Owner,
+    deps: Dependencies,
+    memory: Memory,
+    now: datetime.datetime,
+) -> _Report:
+    """Look at the token Secret every few seconds (one GET, no DigitalOcean call) until it changes.
+
+    The operator never watches Secrets it does not own (DESIGN 4.8), so polling this one Secret by
+    name is how a fixed or newly created token is noticed without waiting for the slow retry.
+    """
+    memory.watching_token = True
+    memory.token_version = await deps.kube.secret_version(
+        namespace=owner.namespace, name=access.token_secret.name
+    )
+    if report.wake_at is not None:
+        report.wake_at = min(report.wake_at, now + TOKEN_POLL)
+    return report
 
 
 def _issued(credential: Credential, *, access: spec.AccessSpec, owner: rendering.Owner) -> _Report:
@@ -251,7 +300,8 @@ def _failed_fetch(
     memory.retry_at = now + max(wait, datetime.timedelta(milliseconds=100))
     logger.warning("fetching a credential failed (%s); retrying in %s", exc, wait)
     report = _holding(current, suspended=False, wake_at=memory.retry_at, memory=memory)
-    report.situation_kwargs.update(reconciling=reconciling, detail=str(exc))
+    memory.failure = {"reconciling": reconciling, "detail": str(exc)}
+    report.situation_kwargs.update(memory.failure)
     report.fields["renewal_time"] = memory.retry_at
     return report
 
@@ -269,7 +319,8 @@ def _failed_permanently(
     memory.retry_at = now + scheduling.STALLED_RETRY
     logger.warning("fetching a credential needs attention (%s): %s", reason.value, detail)
     report = _holding(current, suspended=False, wake_at=memory.retry_at, memory=memory)
-    report.situation_kwargs.update(stalled=reason, detail=detail)
+    memory.failure = {"stalled": reason, "detail": detail}
+    report.situation_kwargs.update(memory.failure)
     report.fields["renewal_time"] = memory.retry_at
     return report
 
