@@ -15,10 +15,10 @@ import dataclasses
 import datetime
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from doks_access import conditions, digitalocean, kube, rendering, scheduling, spec
+from doks_access import conditions, digitalocean, kube, rendering, scheduling, spec, verify
 from doks_access.bookkeeping import REFRESH_REQUESTED_AT
 from doks_access.kubeconfig import Credential
 
@@ -64,6 +64,7 @@ class Dependencies:
     kube: kube.Kube
     digitalocean: digitalocean.DigitalOceanClient
     rng: random.Random
+    verifier: Callable[[Credential], Awaitable[str]] = verify.identity_of
 
 
 @dataclasses.dataclass
@@ -213,6 +214,13 @@ async def _fetch_and_write(
                 report, access, owner=owner, deps=deps, memory=memory, now=now
             )
         return report
+    identity = None
+    if access.verify:
+        try:
+            identity = await deps.verifier(credential)
+        except verify.VerificationError as exc:
+            invalid = digitalocean.InvalidResponseError(str(exc))
+            return _failed_fetch(invalid, current=current, deps=deps, memory=memory, now=now)
     desired = rendering.render_secret(
         credential=credential,
         spec=access,
@@ -222,7 +230,9 @@ async def _fetch_and_write(
     )
     await _write(deps, owner.namespace, existing, desired)
     memory.forget_failures()
-    return _issued(credential, access=access, owner=owner)
+    report = _issued(credential, access=access, owner=owner)
+    report.fields["identity"] = identity
+    return report
 
 
 async def _watch_token(
@@ -400,6 +410,7 @@ async def _publish(
         "cluster_id": previous.get("clusterID"),
         "cluster_name": previous.get("clusterName"),
         "server": previous.get("server"),
+        "identity": previous.get("identity"),
         **report.fields,
     }
     holds = report.situation_kwargs.get("expires_at") is not None

@@ -246,3 +246,11 @@ def test_status_and_events_never_carry_a_credential(
 
     assert listed.items
     assert not [s[:6] for s in secrets if any(s in text for text in texts)]
+
+
+def test_verify_records_who_the_new_credential_authenticates_as(
+    api: client.ApiClient, namespace: str
+) -> None:
+    _ready(api, namespace, "verified", {"verify": True})
+
+    assert get_access(api, namespace, "verified")["status"]["identity"] == EMULATOR_USER
