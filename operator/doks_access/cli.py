@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from doks_access import __version__, config, digitalocean, kubeconfig
+from doks_access import __version__, config, digitalocean, kubeconfig, logs
 
 PROGRAM = "doks-access"
 # The variable doctl reads too; a token on the command line would be visible to every local user.
@@ -75,9 +74,7 @@ def _run(settings: config.OperatorConfig) -> int:
 
     from doks_access import handlers
 
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(level=settings.log_level, json_format=settings.log_format == "json")
     if settings.kubeconfig is not None:
         os.environ["KUBECONFIG"] = str(settings.kubeconfig)  # Kopf's own login reads it
     asyncio.run(

@@ -25,6 +25,8 @@ class OperatorConfig:
     kubeconfig: Path | None  # None: in-cluster, else $KUBECONFIG or ~/.kube/config
     liveness_endpoint: str | None
     log_level: str
+    log_format: str  # "text" or "json"
+    rate_limits: digitalocean.RateLimits
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,9 +35,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--namespace",
         dest="namespaces",
         action="append",
-        default=[n for n in env.get("NAMESPACES", "").split(",") if n],
+        default=None,
         help="watch only this namespace (repeatable; default: all namespaces)",
     )
+    # Flags replace the environment's list rather than adding to it.
+    parser.set_defaults(env_namespaces=[n for n in env.get("NAMESPACES", "").split(",") if n])
     parser.add_argument(
         "--digitalocean-api-url",
         default=env.get("DIGITALOCEAN_API_URL", digitalocean.DEFAULT_BASE_URL),
@@ -59,6 +63,31 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve a liveness probe here, e.g. http://0.0.0.0:8080/healthz",
     )
     parser.add_argument(
+        "--rate-limit-per-minute",
+        type=int,
+        default=int(env.get("RATE_LIMIT_PER_MINUTE", "250")),
+        help="DigitalOcean requests per minute per token (default: %(default)s, the API's limit)",
+    )
+    parser.add_argument(
+        "--rate-limit-per-hour",
+        type=int,
+        default=int(env.get("RATE_LIMIT_PER_HOUR", "5000")),
+        help="DigitalOcean requests per hour per token (default: %(default)s, the API's limit)",
+    )
+    parser.add_argument(
+        "--rate-limit-margin",
+        type=float,
+        default=float(env.get("RATE_LIMIT_MARGIN", "0.1")),
+        help="fraction of each limit left unused, for other clients of the token "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=env.get("LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        help="text, or one JSON object per line (default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default=env.get("LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -68,12 +97,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def from_arguments(args: argparse.Namespace) -> OperatorConfig:
     return OperatorConfig(
-        namespaces=tuple(dict.fromkeys(args.namespaces)),
+        namespaces=tuple(dict.fromkeys(args.namespaces or args.env_namespaces)),
         digitalocean_api_url=args.digitalocean_api_url,
         digitalocean_ca_file=args.digitalocean_ca_file,
         kubeconfig=args.kubeconfig,
         liveness_endpoint=args.liveness_endpoint,
         log_level=args.log_level,
+        log_format=args.log_format,
+        rate_limits=digitalocean.RateLimits(
+            per_minute=args.rate_limit_per_minute,
+            per_hour=args.rate_limit_per_hour,
+            safety_margin=args.rate_limit_margin,
+        ),
     )
 
 

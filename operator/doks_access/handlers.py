@@ -72,7 +72,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         deps=reconcile.Dependencies(
             kube=kube.Kube(api),
             digitalocean=digitalocean.DigitalOceanClient(
-                base_url=config.digitalocean_api_url, verify=verify
+                base_url=config.digitalocean_api_url,
+                verify=verify,
+                rate_limits=config.rate_limits,
             ),
             rng=random.Random(),  # noqa: S311 - backoff jitter, not cryptography
         ),
