@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from doks_access import __version__, config, digitalocean, kubeconfig, logs
+from doks_access import __version__, config, digitalocean, kubeconfig, logs, rendering, spec
 
 PROGRAM = "doks-access"
 # The variable doctl reads too; a token on the command line would be visible to every local user.
@@ -54,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-url", default=digitalocean.DEFAULT_BASE_URL, help="DigitalOcean API base URL"
     )
     fetch.add_argument("--ca-file", type=Path, help="CA bundle to trust for the API (a proxy)")
+    fetch.add_argument(
+        "--show-secret",
+        metavar="NAME",
+        help="also print the Secret the operator would write for a DOClusterAccess called NAME "
+        "(format Kubeconfig), its data redacted",
+    )
+    fetch.add_argument(
+        "--reveal", action="store_true", help="with --show-secret: print the data unredacted"
+    )
     return parser
 
 
@@ -115,7 +124,36 @@ def _fetch(args: argparse.Namespace) -> int:
     if args.output is not None:
         _write_private(args.output, credential.raw)
     print(json.dumps(_summary(credential), indent=2))
+    if args.show_secret:
+        preview = _secret_preview(credential, name=args.show_secret, cluster_id=args.cluster_id)
+        print(json.dumps(preview if args.reveal else _redacted(preview), indent=2))
     return 0
+
+
+def _secret_preview(
+    credential: kubeconfig.Credential, *, name: str, cluster_id: str
+) -> dict[str, object]:
+    body = {
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"clusterID": cluster_id, "tokenSecretRef": {"name": "digitalocean-api"}},
+    }
+    owner = rendering.Owner(namespace="default", name=name, uid="<uid of the DOClusterAccess>")
+    manifest = rendering.render_secret(
+        credential=credential,
+        spec=spec.parse_spec(body),
+        owner=owner,
+        cluster_id=cluster_id,
+        refresh_request=None,
+    )
+    return dict(manifest)
+
+
+def _redacted(manifest: dict[str, object]) -> dict[str, object]:
+    data = manifest.get("data")
+    if isinstance(data, dict):
+        sizes = {key: f"<redacted: {len(value)} base64 characters>" for key, value in data.items()}
+        manifest = {**manifest, "data": sizes}
+    return manifest
 
 
 async def _fetch_credential(

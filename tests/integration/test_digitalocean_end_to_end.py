@@ -223,6 +223,7 @@ def test_the_fetch_command_saves_a_working_kubeconfig_and_prints_no_secret(
             f"--api-url={fresh_digitalocean.api_url}",
             f"--ca-file={fresh_digitalocean.ca_file}",
             f"--output={output}",
+            "--show-secret=prod",
         ],
         env={**os.environ, "DIGITALOCEAN_ACCESS_TOKEN": DEMO_TOKEN},
         capture_output=True,
@@ -231,7 +232,12 @@ def test_the_fetch_command_saves_a_working_kubeconfig_and_prints_no_secret(
         check=True,
     )
 
-    summary = json.loads(completed.stdout)
+    summary_text, secret_text = completed.stdout.split("\n}\n", 1)
+    summary = json.loads(summary_text + "}")
+    preview = json.loads(secret_text)
+    assert preview["metadata"]["name"] == "prod-kubeconfig"
+    assert preview["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "doks-access-operator"
+    assert preview["data"]["kubeconfig"].startswith("<redacted: ")
     assert summary["cluster"] == "do-nyc1-prod-cluster-01"
     assert summary["auth"] == "token"
     saved = yaml.safe_load(output.read_text())
