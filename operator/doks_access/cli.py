@@ -10,9 +10,11 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import ssl
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from doks_access import __version__, config, digitalocean, kubeconfig, logs, rendering, spec
@@ -86,8 +88,9 @@ def _run(settings: config.OperatorConfig) -> int:
     logs.configure(level=settings.log_level, json_format=settings.log_format == "json")
     if settings.kubeconfig is not None:
         os.environ["KUBECONFIG"] = str(settings.kubeconfig)  # Kopf's own login reads it
-    asyncio.run(
-        kopf.operator(
+
+    async def operate() -> None:
+        await kopf.operator(
             registry=handlers.registry(),
             clusterwide=not settings.namespaces,
             namespaces=list(settings.namespaces),
@@ -95,7 +98,31 @@ def _run(settings: config.OperatorConfig) -> int:
             liveness_endpoint=settings.liveness_endpoint,
             memo=kopf.Memo(config=settings),
         )
-    )
+
+    if not settings.leader_election:
+        asyncio.run(operate())
+        return 0
+    return asyncio.run(_lead(settings, operate))
+
+
+async def _lead(settings: config.OperatorConfig, operate: Callable[[], Awaitable[None]]) -> int:
+    """Reconcile only while holding the Lease; exit at once when it is lost (DESIGN 6)."""
+    from doks_access import kube, leadership
+
+    api = await kube.api_client(kubeconfig=settings.kubeconfig)
+    try:
+        outcome = await leadership.run_while_leading(
+            api=api,
+            namespace=settings.leader_election_namespace,
+            lease_name=settings.leader_election_lease_name,
+            identity=f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
+            work=operate,
+        )
+    finally:
+        await api.close()  # type: ignore[no-untyped-call]
+    if outcome.lost:
+        print(f"{PROGRAM}: {outcome.reason}; exiting so that a standby takes over", file=sys.stderr)
+        return 1
     return 0
 
 

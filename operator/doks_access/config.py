@@ -15,6 +15,7 @@ from pathlib import Path
 from doks_access import digitalocean
 
 ENV_PREFIX = "DOKS_ACCESS_"
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +28,9 @@ class OperatorConfig:
     log_level: str
     log_format: str  # "text" or "json"
     rate_limits: digitalocean.RateLimits
+    leader_election: bool
+    leader_election_namespace: str
+    leader_election_lease_name: str
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +86,23 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     parser.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=env.get("LEADER_ELECTION", "false").lower() == "true",
+        help="hold a coordination.k8s.io Lease while reconciling, so that of several replicas "
+        "one works and the others stand by (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--leader-election-namespace",
+        default=env.get("LEADER_ELECTION_NAMESPACE") or _own_namespace(),
+        help="namespace of the Lease (default: the pod's namespace, else %(default)s)",
+    )
+    parser.add_argument(
+        "--leader-election-lease-name",
+        default=env.get("LEADER_ELECTION_LEASE_NAME", "doks-access-operator"),
+        help="name of the Lease (default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-format",
         default=env.get("LOG_FORMAT", "text"),
         choices=["text", "json"],
@@ -104,12 +125,22 @@ def from_arguments(args: argparse.Namespace) -> OperatorConfig:
         liveness_endpoint=args.liveness_endpoint,
         log_level=args.log_level,
         log_format=args.log_format,
+        leader_election=args.leader_election,
+        leader_election_namespace=args.leader_election_namespace,
+        leader_election_lease_name=args.leader_election_lease_name,
         rate_limits=digitalocean.RateLimits(
             per_minute=args.rate_limit_per_minute,
             per_hour=args.rate_limit_per_hour,
             safety_margin=args.rate_limit_margin,
         ),
     )
+
+
+def _own_namespace() -> str:
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
 
 
 def _env(environ: Mapping[str, str]) -> dict[str, str]:

@@ -19,9 +19,8 @@ from typing import Any
 
 import kopf
 from kubernetes.aio import client as kclient
-from kubernetes.aio import config as kconfig
 
-from doks_access import __version__, bookkeeping, digitalocean, kube, reconcile
+from doks_access import bookkeeping, digitalocean, kube, reconcile
 from doks_access.config import OperatorConfig
 
 Key = tuple[str, str]  # namespace, name
@@ -63,7 +62,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.posting.enabled = False  # events are the reconciler's, one per state change
     settings.persistence.finalizer = f"{kube.GROUP}/daemon"
     settings.execution.max_workers = 1  # nothing here is synchronous; no thread pool needed
-    api = await _api_client(config)
+    api = await kube.api_client(kubeconfig=config.kubeconfig)
     verify: ssl.SSLContext | bool = True
     if config.digitalocean_ca_file is not None:
         verify = ssl.create_default_context(cafile=str(config.digitalocean_ca_file))
@@ -147,19 +146,6 @@ async def _sleep(
     finally:
         woken.cancel()
         stopping.cancel()
-
-
-async def _api_client(config: OperatorConfig) -> kclient.ApiClient:
-    # kubernetes.aio.config has no type annotations.
-    api: kclient.ApiClient
-    if config.kubeconfig is not None:
-        path = str(config.kubeconfig)
-        api = await kconfig.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
-    else:
-        kconfig.load_incluster_config()  # type: ignore[no-untyped-call]
-        api = kclient.ApiClient()
-    api.user_agent = f"doks-access-operator/{__version__}"
-    return api
 
 
 def _now() -> datetime.datetime:

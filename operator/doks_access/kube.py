@@ -16,9 +16,11 @@ import binascii
 import datetime
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from kubernetes.aio import client
+from kubernetes.aio import config as kconfig
 from kubernetes.aio.client.exceptions import ApiException
 
 from doks_access import __version__
@@ -53,6 +55,20 @@ class TokenSecretError(Exception):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+async def api_client(*, kubeconfig: Path | None) -> client.ApiClient:
+    """An API client from ``kubeconfig``, else the pod's ServiceAccount (in-cluster)."""
+    # kubernetes.aio.config has no type annotations.
+    api: client.ApiClient
+    if kubeconfig is not None:
+        path = str(kubeconfig)
+        api = await kconfig.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
+    else:
+        kconfig.load_incluster_config()  # type: ignore[no-untyped-call]
+        api = client.ApiClient()
+    api.user_agent = f"{COMPONENT}/{__version__}"
+    return api
 
 
 def _mapped(exc: ApiException, *, what: str) -> KubeError:
