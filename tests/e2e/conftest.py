@@ -31,6 +31,10 @@ class OperatorRunner:
         self.process.stop()
         self.process = self._spawn()
 
+    def start(self) -> None:
+        if self.process.exit_code() is not None:
+            self.process = self._spawn()
+
     def stop(self) -> None:
         self.process.stop()
 
