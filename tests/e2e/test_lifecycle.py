@@ -93,6 +93,9 @@ def test_an_expired_credential_turns_ready_false_and_stays_in_place(
         lambda: ("Warning", "Expired") in events_of(api, namespace, "doomed"),
         what="the Expired event",
     )
+    # Several retries failed, for one reason: one event, not one per retry.
+    assert obj["status"]["failedAttempts"] >= 2
+    assert events_of(api, namespace, "doomed").count(("Warning", "RenewalFailed")) == 1
     # Once DigitalOcean answers again, the next retry brings a fresh credential.
     wait_for_condition(api, namespace, "doomed", "Ready", "True", "Issued")
 
