@@ -84,3 +84,16 @@ def events_of(api: client.ApiClient, namespace: str, name: str) -> list[tuple[st
         namespace, field_selector=f"involvedObject.name={name}"
     )
     return [(e.type, e.reason) for e in listed.items]
+
+
+def patch_access(api: client.ApiClient, namespace: str, name: str, body: dict[str, Any]) -> None:
+    """A merge patch of one DOClusterAccess (spec, labels or annotations)."""
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, body
+    )
+
+
+def request_refresh(api: client.ApiClient, namespace: str, name: str, value: str) -> None:
+    """Set ``doks-access.dev/refresh-requested-at``, the manual trigger."""
+    annotations = {"doks-access.dev/refresh-requested-at": value}
+    patch_access(api, namespace, name, {"metadata": {"annotations": annotations}})

@@ -14,26 +14,19 @@ from tests import kube
 from tests.e2e.objects import (
     CLUSTER_ID,
     EMULATOR_USER,
-    GROUP,
-    PLURAL,
-    VERSION,
     apply_access,
     condition,
     create_token_secret,
     events_of,
     get_access,
     kubeconfig_of,
+    patch_access,
+    request_refresh,
     wait_for_condition,
     whoami,
 )
 
 pytestmark = pytest.mark.usefixtures("operator")
-
-
-def _patch(api: client.ApiClient, namespace: str, name: str, body: dict[str, object]) -> None:
-    client.CustomObjectsApi(api).patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name, body
-    )
 
 
 def _credential(api: client.ApiClient, namespace: str, name: str) -> bytes:
@@ -61,7 +54,7 @@ def test_a_credential_shaping_spec_change_fetches_at_once(
     _ready(api, namespace, "reshaped", {})
     before = _credential(api, namespace, "reshaped")
 
-    _patch(api, namespace, "reshaped", {"spec": {"expirySeconds": 7200}})
+    patch_access(api, namespace, "reshaped", {"spec": {"expirySeconds": 7200}})
 
     _reissued(api, namespace, "reshaped", before)
     obj = wait_for_condition(api, namespace, "reshaped", "Ready", "True", "Issued")
@@ -81,7 +74,9 @@ def test_a_label_change_is_applied_without_a_new_credential(
     _ready(api, namespace, "relabelled", {})
     before = _credential(api, namespace, "relabelled")
 
-    _patch(api, namespace, "relabelled", {"spec": {"target": {"labels": {"team": "platform"}}}})
+    patch_access(
+        api, namespace, "relabelled", {"spec": {"target": {"labels": {"team": "platform"}}}}
+    )
 
     core = client.CoreV1Api(api)
     kube.eventually(
@@ -103,11 +98,11 @@ def test_the_refresh_annotation_fetches_a_new_credential_once(
     before = _credential(api, namespace, "manual")
     annotation = {"doks-access.dev/refresh-requested-at": "2026-11-28T12:00:00Z"}
 
-    _patch(api, namespace, "manual", {"metadata": {"annotations": annotation}})
+    patch_access(api, namespace, "manual", {"metadata": {"annotations": annotation}})
 
     _reissued(api, namespace, "manual", before)
     fetches = digitalocean.request_count("kubeconfig")
-    _patch(api, namespace, "manual", {"metadata": {"labels": {"unrelated": "change"}}})
+    patch_access(api, namespace, "manual", {"metadata": {"labels": {"unrelated": "change"}}})
     time.sleep(2)  # give a wrongly repeated refresh the time to happen
     assert digitalocean.request_count("kubeconfig") == fetches
 
@@ -213,12 +208,7 @@ def test_a_bad_upstream_answer_never_replaces_a_good_secret(
 
     added = digitalocean.add_fault(fault)
     try:
-        _patch(
-            api,
-            namespace,
-            "guarded",
-            {"metadata": {"annotations": {"doks-access.dev/refresh-requested-at": "1"}}},
-        )
+        request_refresh(api, namespace, "guarded", "1")
         obj = wait_for_condition(
             api, namespace, "guarded", "Reconciling", "True", "RetryingAfterError"
         )

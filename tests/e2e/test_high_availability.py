@@ -19,11 +19,9 @@ from tests.conftest import Cluster
 from tests.e2e.conftest import OperatorRunner
 from tests.e2e.objects import (
     CLUSTER_ID,
-    GROUP,
-    PLURAL,
-    VERSION,
     apply_access,
     create_token_secret,
+    request_refresh,
     wait_for_condition,
 )
 
@@ -103,14 +101,7 @@ def test_only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies(
         assert fetch not in _log(second)
 
         os.killpg(first.pid, signal.SIGKILL)  # no chance to hand the Lease back
-        client.CustomObjectsApi(api).patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            "ha",
-            {"metadata": {"annotations": {"doks-access.dev/refresh-requested-at": "failover"}}},
-        )
+        request_refresh(api, namespace, "ha", "failover")
 
         # The Lease lasts 15 s; the standby takes it once that passed on its own clock.
         kube.eventually(

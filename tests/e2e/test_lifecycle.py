@@ -24,17 +24,12 @@ from tests.e2e.objects import (
     events_of,
     get_access,
     kubeconfig_of,
+    patch_access,
     wait_for_condition,
     whoami,
 )
 
 pytestmark = pytest.mark.usefixtures("operator")
-
-
-def _patch_spec(api: client.ApiClient, namespace: str, name: str, spec: dict[str, object]) -> None:
-    client.CustomObjectsApi(api).patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name, {"spec": spec}
-    )
 
 
 def _secret_or_none(api: client.ApiClient, namespace: str, name: str) -> client.V1Secret | None:
@@ -121,7 +116,7 @@ def test_renaming_the_target_writes_the_new_secret_and_removes_the_old(
     apply_access(api, namespace, "moving", {"clusterID": CLUSTER_ID, "expirySeconds": 3600})
     wait_for_condition(api, namespace, "moving", "Ready", "True", "Issued")
 
-    _patch_spec(api, namespace, "moving", {"target": {"name": "moved"}})
+    patch_access(api, namespace, "moving", {"spec": {"target": {"name": "moved"}}})
 
     kube.eventually(
         lambda: get_access(api, namespace, "moving")["status"].get("secretName") == "moved",
@@ -184,7 +179,9 @@ def test_a_foreign_secret_is_never_overwritten_unless_adopted(
         what="the SecretConflict event",
     )
 
-    _patch_spec(api, namespace, "grabby", {"target": {"name": "handmade", "adopt": True}})
+    patch_access(
+        api, namespace, "grabby", {"spec": {"target": {"name": "handmade", "adopt": True}}}
+    )
 
     wait_for_condition(api, namespace, "grabby", "Ready", "True", "Issued")
     assert whoami(kubeconfig_of(api, namespace, "handmade", "kubeconfig"), tmp_path) == (

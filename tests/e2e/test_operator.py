@@ -21,15 +21,13 @@ from tests.e2e.conftest import OperatorRunner
 from tests.e2e.objects import (
     CLUSTER_ID,
     EMULATOR_USER,
-    GROUP,
-    PLURAL,
-    VERSION,
     apply_access,
     condition,
     create_token_secret,
     events_of,
     get_access,
     kubeconfig_of,
+    request_refresh,
     wait_for_condition,
     whoami,
 )
@@ -135,14 +133,7 @@ def test_a_refused_token_stalls_the_object_but_keeps_the_valid_secret(
 
     fault = digitalocean.add_fault(Fault(kind="status", status=401, endpoint="kubeconfig"))
     try:
-        client.CustomObjectsApi(api).patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            "refused",
-            {"metadata": {"annotations": {"doks-access.dev/refresh-requested-at": "now-1"}}},
-        )
+        request_refresh(api, namespace, "refused", "now-1")
         obj = wait_for_condition(api, namespace, "refused", "Stalled", "True", "Unauthorized")
     finally:
         digitalocean.remove_fault(fault.id)
