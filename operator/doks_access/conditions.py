@@ -62,6 +62,7 @@ class ReadyReason(enum.Enum):
     TOKEN_SECRET_MISSING = "TokenSecretMissing"  # noqa: S105 - a reason, not a secret
     UNAUTHORIZED = "Unauthorized"
     CLUSTER_NOT_FOUND = "ClusterNotFound"
+    AMBIGUOUS_CLUSTER_NAME = "AmbiguousClusterName"
     SUSPENDED = "Suspended"
 
 
@@ -78,6 +79,7 @@ class StalledReason(enum.Enum):
     TOKEN_SECRET_MISSING = "TokenSecretMissing"  # noqa: S105 - a reason, not a secret
     UNAUTHORIZED = "Unauthorized"
     CLUSTER_NOT_FOUND = "ClusterNotFound"
+    AMBIGUOUS_CLUSTER_NAME = "AmbiguousClusterName"
     SECRET_CONFLICT = "SecretConflict"  # noqa: S105 - a reason, not a secret
 
 
@@ -91,6 +93,7 @@ _STALLED_MESSAGES = {
     StalledReason.TOKEN_SECRET_MISSING: "The DigitalOcean API token Secret is missing or empty.",
     StalledReason.UNAUTHORIZED: "DigitalOcean refused the API token.",
     StalledReason.CLUSTER_NOT_FOUND: "DigitalOcean knows no such cluster for this API token.",
+    StalledReason.AMBIGUOUS_CLUSTER_NAME: "Several clusters have this name.",
     StalledReason.SECRET_CONFLICT: "The target Secret exists and is not managed by this object.",
 }
 _RECONCILING_MESSAGES = {

@@ -18,7 +18,16 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from doks_access import conditions, digitalocean, kube, rendering, scheduling, spec, verify
+from doks_access import (
+    conditions,
+    digitalocean,
+    kube,
+    lookup,
+    rendering,
+    scheduling,
+    spec,
+    verify,
+)
 from doks_access.bookkeeping import REFRESH_REQUESTED_AT
 from doks_access.kubeconfig import Credential
 
@@ -44,6 +53,8 @@ class Memory:
     # so that a fixed Secret is tried at once rather than after the slow retry.
     token_version: str | None = None
     watching_token: bool = False
+    # spec.clusterName resolved: (credential hash of the spec it was resolved for, cluster ID).
+    resolved: tuple[str, str] | None = None
 
     def forget_failures(self) -> None:
         self.failures, self.retry_at = 0, None
@@ -189,10 +200,6 @@ async def _fetch_and_write(
     memory: Memory,
     now: datetime.datetime,
 ) -> _Report:
-    if access.cluster_id is None:
-        # Name lookup (spec.clusterName) is not implemented yet: say so instead of guessing.
-        detail = "spec.clusterName is not supported yet; set spec.clusterID"
-        return _stalled(conditions.StalledReason.INVALID_SPEC, now=now, detail=detail)
     try:
         token = await deps.kube.read_token(
             namespace=owner.namespace,
@@ -204,9 +211,19 @@ async def _fetch_and_write(
         report = _failed_permanently(reason, str(exc), current, memory, now)
         return await _watch_token(report, access, owner=owner, deps=deps, memory=memory, now=now)
     try:
-        credential = await deps.digitalocean.fetch_kubeconfig(
-            token=token, cluster_id=access.cluster_id, expiry_seconds=access.expiry_seconds
+        cluster_id = await _cluster_id(
+            access, token=token, current=current, deps=deps, memory=memory
         )
+        credential = await deps.digitalocean.fetch_kubeconfig(
+            token=token, cluster_id=cluster_id, expiry_seconds=access.expiry_seconds
+        )
+    except lookup.ClusterNameError as exc:
+        reason = (
+            conditions.StalledReason.AMBIGUOUS_CLUSTER_NAME
+            if exc.ambiguous
+            else conditions.StalledReason.CLUSTER_NOT_FOUND
+        )
+        return _failed_permanently(reason, str(exc), current, memory, now)
     except digitalocean.DigitalOceanError as exc:
         report = _failed_fetch(exc, current=current, deps=deps, memory=memory, now=now)
         if isinstance(exc, digitalocean.UnauthorizedError):
@@ -225,13 +242,15 @@ async def _fetch_and_write(
         credential=credential,
         spec=access,
         owner=owner,
-        cluster_id=access.cluster_id,
+        cluster_id=cluster_id,
         refresh_request=refresh_request,
     )
     await _write(deps, owner.namespace, existing, desired)
     memory.forget_failures()
-    report = _issued(credential, access=access, owner=owner)
+    report = _issued(credential, access=access, owner=owner, cluster_id=cluster_id)
     report.fields["identity"] = identity
+    if access.cluster_name is not None:
+        report.fields["cluster_name"] = access.cluster_name
     return report
 
 
@@ -258,7 +277,36 @@ async def _watch_token(
     return report
 
 
-def _issued(credential: Credential, *, access: spec.AccessSpec, owner: rendering.Owner) -> _Report:
+async def _cluster_id(
+    access: spec.AccessSpec,
+    *,
+    token: str,
+    current: scheduling.ObservedSecret | None,
+    deps: Dependencies,
+    memory: Memory,
+) -> str:
+    """The cluster to fetch for: the spec's ID, or the ID its name was resolved to.
+
+    A name is resolved once per credential-shaping spec (API economy): the resolution is kept in
+    memory and, across restarts, read back from the Secret written for the same spec.
+    """
+    if access.cluster_id is not None:
+        return access.cluster_id
+    name = access.cluster_name or ""
+    key = access.credential_hash()
+    if memory.resolved is not None and memory.resolved[0] == key:
+        return memory.resolved[1]
+    if current is not None:
+        resolved = current.cluster_id
+    else:
+        resolved = lookup.cluster_id_for(name, await deps.digitalocean.list_clusters(token=token))
+    memory.resolved = (key, resolved)
+    return resolved
+
+
+def _issued(
+    credential: Credential, *, access: spec.AccessSpec, owner: rendering.Owner, cluster_id: str
+) -> _Report:
     renewal = scheduling.renewal_time(
         issued_at=credential.issued_at,
         expires_at=credential.expires_at,
@@ -268,7 +316,7 @@ def _issued(credential: Credential, *, access: spec.AccessSpec, owner: rendering
     return _Report(
         situation_kwargs={"expires_at": credential.expires_at},
         fields={
-            "cluster_id": access.cluster_id,
+            "cluster_id": cluster_id,
             "server": credential.server,
             "issued_at": credential.issued_at,
             "expires_at": credential.expires_at,

@@ -151,11 +151,13 @@ def test_an_invalid_spec_gets_a_condition_not_a_crash(
     api: client.ApiClient, namespace: str, operator: OperatorRunner
 ) -> None:
     create_token_secret(api, namespace)
-    apply_access(api, namespace, "by-name", {"clusterName": "prod-cluster-01"})
+    # The CRD's pattern admits it; the operator refuses it: it would renew at the moment of expiry.
+    apply_access(api, namespace, "hasty", {"clusterID": CLUSTER_ID, "renewBefore": "0s"})
 
-    obj = wait_for_condition(api, namespace, "by-name", "Stalled", "True", "InvalidSpec")
+    obj = wait_for_condition(api, namespace, "hasty", "Stalled", "True", "InvalidSpec")
 
-    assert "clusterName" in condition(obj, "Stalled")["message"]
+    assert "renewBefore" in condition(obj, "Stalled")["message"]
+    assert condition(obj, "Ready")["reason"] == "InvalidSpec"
     assert operator.process.exit_code() is None
 
 
