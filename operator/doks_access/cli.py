@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -95,7 +96,8 @@ def _run(settings: config.OperatorConfig) -> int:
             clusterwide=not settings.namespaces,
             namespaces=list(settings.namespaces),
             standalone=True,
-            liveness_endpoint=settings.liveness_endpoint,
+            # With leader election the process serves liveness itself, standbys included.
+            liveness_endpoint=None if settings.leader_election else settings.liveness_endpoint,
             memo=kopf.Memo(config=settings),
         )
 
@@ -107,17 +109,20 @@ def _run(settings: config.OperatorConfig) -> int:
 
 async def _lead(settings: config.OperatorConfig, operate: Callable[[], Awaitable[None]]) -> int:
     """Reconcile only while holding the Lease; exit at once when it is lost (DESIGN 6)."""
-    from doks_access import kube, leadership
+    from doks_access import health, kube, leadership
 
     api = await kube.api_client(kubeconfig=settings.kubeconfig)
     try:
-        outcome = await leadership.run_while_leading(
-            api=api,
-            namespace=settings.leader_election_namespace,
-            lease_name=settings.leader_election_lease_name,
-            identity=f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
-            work=operate,
-        )
+        async with contextlib.AsyncExitStack() as stack:
+            if settings.liveness_endpoint:
+                await stack.enter_async_context(health.serving(settings.liveness_endpoint))
+            outcome = await leadership.run_while_leading(
+                api=api,
+                namespace=settings.leader_election_namespace,
+                lease_name=settings.leader_election_lease_name,
+                identity=f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
+                work=operate,
+            )
     finally:
         await api.close()  # type: ignore[no-untyped-call]
     if outcome.lost:

@@ -62,6 +62,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.posting.enabled = False  # events are the reconciler's, one per state change
     settings.persistence.finalizer = f"{kube.GROUP}/daemon"
     settings.execution.max_workers = 1  # nothing here is synchronous; no thread pool needed
+    # One known CRD and exact namespace names: no cluster-wide discovery of CRDs and namespaces,
+    # which would need RBAC the operator has no other use for. The CRD must exist at start.
+    settings.scanning.disabled = True
     api = await kube.api_client(kubeconfig=config.kubeconfig)
     verify: ssl.SSLContext | bool = True
     if config.digitalocean_ca_file is not None:

@@ -1,0 +1,122 @@
+{{/*
+The chart's name, or nameOverride.
+*/}}
+{{- define "doks-access-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The name of the release's resources: fullnameOverride, else "<release>-<chart>", or only the
+release name when it already contains the chart's name. Kubernetes names are at most 63 characters.
+*/}}
+{{- define "doks-access-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+"<chart>-<version>", for the helm.sh/chart label.
+*/}}
+{{- define "doks-access-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels that select the operator's pods: only name and instance, which never change during a
+release's life (a Deployment's selector is immutable).
+*/}}
+{{- define "doks-access-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "doks-access-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Labels of every resource the chart creates.
+*/}}
+{{- define "doks-access-operator.labels" -}}
+helm.sh/chart: {{ include "doks-access-operator.chart" . }}
+{{ include "doks-access-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: doks-access-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The ServiceAccount the operator runs as.
+*/}}
+{{- define "doks-access-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "doks-access-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The container image: repository@digest when a digest is given, else repository:tag (the tag
+defaulting to the chart's appVersion).
+*/}}
+{{- define "doks-access-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when several replicas run with leader election, else "" (false in a template condition).
+*/}}
+{{- define "doks-access-operator.leaderElection" -}}
+{{- if .Values.highAvailability.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+The number of replicas: highAvailability.replicas with high availability, else 1.
+*/}}
+{{- define "doks-access-operator.replicas" -}}
+{{- if .Values.highAvailability.enabled }}{{ .Values.highAvailability.replicas }}{{ else }}1{{ end }}
+{{- end }}
+
+{{/*
+The Lease the replicas elect their leader with.
+*/}}
+{{- define "doks-access-operator.leaseName" -}}
+{{- default (include "doks-access-operator.fullname" .) .Values.highAvailability.leaseName }}
+{{- end }}
+
+{{/*
+What the operator does in the namespaces it watches, and nothing more:
+- DOClusterAccess objects: Kopf lists and watches them, and patches its finalizer onto each;
+  the operator patches their status.
+- Secrets: the operator reads the token Secret by name and creates, replaces and deletes the
+  Secrets it manages. It watches only those, with a label selector, but RBAC cannot limit list
+  and watch to a label, so these two verbs cover every Secret the Role or ClusterRole reaches.
+- Events: one per state change, created (never updated) by the operator.
+*/}}
+{{- define "doks-access-operator.rules" -}}
+- apiGroups: ["doks-access.dev"]
+  resources: ["doclusteraccesses"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["doks-access.dev"]
+  resources: ["doclusteraccesses/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "update", "delete"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}

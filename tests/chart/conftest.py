@@ -1,0 +1,74 @@
+"""Fixtures for the chart's tests: the pinned ``helm`` and ``kubectl``, installed releases."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from doks_access_testkit.binaries import control_plane_bin_dir
+from tests import kube
+from tests.chart.helm import CHART_DIR, Helm, HelmError
+from tests.conftest import Cluster
+
+
+@pytest.fixture(scope="session")
+def bin_dir() -> Path:
+    """Where the pinned binaries are (built on first use, then cached outside the repository)."""
+    return control_plane_bin_dir()
+
+
+@pytest.fixture(scope="session")
+def helm(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    """``helm`` for rendering and linting; it knows no cluster."""
+    return Helm(binary=bin_dir / "helm", home=tmp_path_factory.mktemp("helm"))
+
+
+@pytest.fixture(scope="session")
+def cluster_helm(helm: Helm, cluster: Cluster) -> Helm:
+    """``helm`` that installs into the test cluster, as its administrator."""
+    return helm.with_kubeconfig(cluster.kubeconfig_path)
+
+
+@pytest.fixture
+def other_namespace(api: client.ApiClient) -> Iterator[str]:
+    """A second fresh namespace, for a release that watches a namespace other than its own."""
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name, labels={"doks-access.dev/test": "true"})
+        )
+    )
+    yield name
+    kube.delete_ignoring_absence(lambda: core.delete_namespace(name))
+
+
+@contextlib.contextmanager
+def installed(
+    helm: Helm, *, release: str, namespace: str, values: Mapping[str, Any]
+) -> Iterator[str]:
+    """``helm install`` (no ``--wait``: without a kubelet no pod ever runs), uninstalled afterwards.
+
+    The CRD comes from the session's ``crds`` fixture, so releases leave it out: a second owner
+    of the same CRD would make helm refuse the install.
+    """
+    try:
+        helm.run(
+            "install",
+            release,
+            str(CHART_DIR),
+            f"--namespace={namespace}",
+            f"--values={helm.values_file({'crds': {'enabled': False}, **values})}",
+        )
+        yield release
+    finally:
+        # Cluster-scoped objects (ClusterRoles, bindings) do not go with the namespace; a failed
+        # install may have left some of them too.
+        with contextlib.suppress(HelmError):
+            helm.run("uninstall", release, f"--namespace={namespace}")

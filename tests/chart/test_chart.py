@@ -1,0 +1,491 @@
+"""The Helm chart: it lints, its schema refuses mistakes, it renders what each mode needs, its CRD
+and the plain manifests stay in sync, and the real apiserver accepts what it renders."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests import kube
+from tests.chart import manifests
+from tests.chart.conftest import installed
+from tests.chart.helm import CHART_DIR, REPO_ROOT, Helm, HelmError, documents, of_kind, one
+from tests.conftest import Cluster
+
+CRD_FILE = "doclusteraccesses.doks-access.dev.yaml"
+SOURCE_CRD = REPO_ROOT / "crds" / CRD_FILE
+CHART_CRD = CHART_DIR / "files" / "crds" / CRD_FILE
+FULLNAME = "doks-access-operator"
+NAMESPACE = "doks-access-system"
+SELECTOR = {
+    "app.kubernetes.io/name": "doks-access-operator",
+    "app.kubernetes.io/instance": "doks-access-operator",
+}
+HIGH_AVAILABILITY = {"highAvailability": {"enabled": True}}
+EVERYTHING = {
+    "highAvailability": {"enabled": True, "replicas": 3},
+    "watchNamespaces": ["team-a", "team-b"],
+    "networkPolicy": {"enabled": True},
+    "digitalocean": {
+        "apiURL": "https://do-proxy.example:8443",
+        "caBundle": {"configMapName": "do-ca", "key": "bundle.pem"},
+    },
+    "image": {"digest": "sha256:" + "ab" * 32},
+    "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+    "logging": {"format": "json", "level": "DEBUG"},
+}
+NAMESPACED_KINDS = {
+    "Deployment",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+}
+
+
+def _deployment(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(objects, "Deployment")
+
+
+def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = _deployment(objects)["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _env(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in _container(objects)["env"]}
+
+
+def _kinds(objects: list[dict[str, Any]]) -> list[str]:
+    return sorted(o["kind"] for o in objects)
+
+
+# --- helm lint and the values schema --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, HIGH_AVAILABILITY, EVERYTHING],
+    ids=["default", "high availability", "everything on"],
+)
+def test_lint_passes_in_strict_mode(helm: Helm, values: dict[str, Any]) -> None:
+    output = helm.lint(values=values)
+    assert "1 chart(s) linted, 0 chart(s) failed" in output
+    assert "[WARNING]" not in output
+    assert "[ERROR]" not in output
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("nope=1", "additional properties 'nope' not allowed"),
+        ("image.tga=latest", "additional properties 'tga' not allowed"),
+        ("highAvailability.replicas=two", "got string, want integer"),
+        ("highAvailability.replicas=1", "minimum"),
+        ("crds.enabled=maybe", "got string, want boolean"),
+        ("logging.format=xml", "xml"),
+        ("watchNamespaces[0]=Not_A_Namespace", "Not_A_Namespace"),
+    ],
+)
+def test_the_schema_refuses_unknown_keys_and_wrong_values(
+    helm: Helm, setting: str, complaint: str
+) -> None:
+    with pytest.raises(HelmError) as refused:
+        helm.template(extra=[f"--set={setting}"])
+    assert complaint in str(refused.value)
+
+
+def test_every_object_in_the_schema_refuses_unknown_keys_or_is_a_kubernetes_pass_through() -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    assert schema["additionalProperties"] is False
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "additionalProperties" not in node:
+                assert "Kubernetes structure" in node.get("$comment", "") or path == "/global", path
+            for key, value in node.items():
+                walk(value, f"{path}/{key}" if key != "properties" else path)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, path)
+
+    walk(schema, "")
+
+
+def _value_keys(text: str) -> list[tuple[int, str, str | None]]:
+    """(line number, key, the comment line above it or None) for each key in values.yaml.
+
+    Keys nested inside Kubernetes structures (resources, security contexts) are explained by the
+    comment on the structure itself.
+    """
+    keys: list[tuple[int, str, str | None]] = []
+    lines = text.splitlines()
+    opaque_indent: int | None = None
+    for number, line in enumerate(lines):
+        match = re.match(r"^( *)([A-Za-z][\w.-]*):", line)
+        if not match:
+            continue
+        indent = len(match.group(1))
+        if opaque_indent is not None and indent > opaque_indent:
+            continue
+        opaque_indent = None
+        previous = lines[number - 1].strip() if number else ""
+        keys.append((number + 1, match.group(2), previous if previous.startswith("#") else None))
+        if match.group(2) in {"resources", "podSecurityContext", "containerSecurityContext"}:
+            opaque_indent = indent
+    return keys
+
+
+def test_every_value_has_a_full_sentence_comment() -> None:
+    keys = _value_keys((CHART_DIR / "values.yaml").read_text())
+    assert len(keys) > 40
+    undocumented = [f"line {n}: {key}" for n, key, comment in keys if comment is None]
+    assert not undocumented, "keys without a comment above them: " + ", ".join(undocumented)
+    unfinished = [f"line {n}: {key}" for n, key, comment in keys if not _ends_a_sentence(comment)]
+    assert not unfinished, "comments that are not full sentences: " + ", ".join(unfinished)
+
+
+def _ends_a_sentence(comment: str | None) -> bool:
+    return comment is not None and comment.rstrip().endswith((".", ".)", ":"))
+
+
+# --- what helm template renders -------------------------------------------------------------
+
+
+def test_default_values_render_a_single_cluster_wide_operator(helm: Helm) -> None:
+    rendered = helm.render()
+    assert _kinds(rendered) == [
+        "ClusterRole",
+        "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "ServiceAccount",
+    ]
+    deployment = _deployment(rendered)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    env = _env(rendered)
+    assert env["DOKS_ACCESS_NAMESPACES"] == ""
+    assert env["DOKS_ACCESS_LEADER_ELECTION"] == "false"
+    assert "DOKS_ACCESS_LEADER_ELECTION_NAMESPACE" not in env
+    assert "DOKS_ACCESS_DIGITALOCEAN_API_URL" not in env  # the operator's default: the real API
+    assert env["DOKS_ACCESS_LIVENESS_ENDPOINT"] == "http://0.0.0.0:8080/healthz"
+    assert (env["DOKS_ACCESS_LOG_LEVEL"], env["DOKS_ACCESS_LOG_FORMAT"]) == ("INFO", "text")
+    assert env["DOKS_ACCESS_RATE_LIMIT_PER_MINUTE"] == "250"
+    assert env["DOKS_ACCESS_RATE_LIMIT_PER_HOUR"] == "5000"
+    assert env["DOKS_ACCESS_RATE_LIMIT_MARGIN"] == "0.1"
+
+
+def test_the_pod_is_locked_down_by_default(helm: Helm) -> None:
+    rendered = helm.render()
+    pod = _deployment(rendered)["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = _container(rendered)
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert set(container["resources"]) == {"requests", "limits"}
+    assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+    # The only writable place is a small in-memory /tmp.
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
+    assert pod["volumes"] == [
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}
+    ]
+    assert pod["serviceAccountName"] == FULLNAME
+    assert pod["enableServiceLinks"] is False
+
+
+def test_the_liveness_probe_asks_the_operators_health_endpoint(helm: Helm) -> None:
+    container = _container(helm.render())
+    assert container["ports"] == [{"name": "healthz", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    assert "livenessProbe" not in _container(
+        helm.render(values={"livenessProbe": {"enabled": False}})
+    )
+
+
+def test_the_image_defaults_to_the_apps_version_and_can_be_pinned_by_digest(helm: Helm) -> None:
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    assert _container(helm.render())["image"].endswith(f":{chart['appVersion']}")
+    digest = "sha256:" + "0f" * 32
+    image = _container(helm.render(values={"image": {"digest": digest}}))["image"]
+    assert image == f"ghcr.io/doks-access/doks-access-operator@{digest}"
+    assert _container(helm.render())["args"] == ["run"]
+
+
+def test_high_availability_adds_leader_election_rolling_updates_and_a_budget(helm: Helm) -> None:
+    rendered = helm.render(values=HIGH_AVAILABILITY)
+    deployment = _deployment(rendered)
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    env = _env(rendered)
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["DOKS_ACCESS_LEADER_ELECTION"] == "true"
+    assert env["DOKS_ACCESS_LEADER_ELECTION_NAMESPACE"] == "$(POD_NAMESPACE)"
+    assert env["DOKS_ACCESS_LEADER_ELECTION_LEASE_NAME"] == FULLNAME
+    names = [e["name"] for e in _container(rendered)["env"]]
+    assert names.index("POD_NAMESPACE") < names.index("DOKS_ACCESS_LEADER_ELECTION_NAMESPACE")
+    budget = one(rendered, "PodDisruptionBudget")
+    assert budget["spec"] == {"minAvailable": 1, "selector": {"matchLabels": SELECTOR}}
+    (role,) = of_kind(rendered, "Role")
+    assert role["metadata"] == {**role["metadata"], "name": f"{FULLNAME}-leader-election"}
+    (binding,) = of_kind(rendered, "RoleBinding")
+    assert binding["roleRef"]["name"] == f"{FULLNAME}-leader-election"
+    assert "PodDisruptionBudget" not in _kinds(helm.render())
+
+
+def test_watch_namespaces_renders_a_role_per_namespace_and_tells_the_operator(helm: Helm) -> None:
+    rendered = helm.render(values={"watchNamespaces": ["team-a", "team-b"]})
+    assert _env(rendered)["DOKS_ACCESS_NAMESPACES"] == "team-a,team-b"
+    assert sorted(r["metadata"]["namespace"] for r in of_kind(rendered, "Role")) == [
+        "team-a",
+        "team-b",
+    ]
+    for binding in of_kind(rendered, "RoleBinding"):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}
+        ]
+    assert not of_kind(rendered, "ClusterRoleBinding")
+    assert [r["metadata"]["name"] for r in of_kind(rendered, "ClusterRole")] == [
+        f"{FULLNAME}-edit",
+        f"{FULLNAME}-view",
+    ]
+
+
+def test_every_object_carries_the_standard_labels_and_selects_by_name_and_instance(
+    helm: Helm,
+) -> None:
+    rendered = helm.render(values=EVERYTHING)
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    for obj in rendered:
+        labels = obj["metadata"]["labels"]
+        assert labels["helm.sh/chart"] == f"doks-access-operator-{chart['version']}"
+        assert labels["app.kubernetes.io/version"] == chart["appVersion"]
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels.items() >= SELECTOR.items(), obj["kind"]
+    deployment = _deployment(rendered)
+    assert deployment["spec"]["selector"] == {"matchLabels": SELECTOR}
+    assert deployment["spec"]["template"]["metadata"]["labels"].items() >= SELECTOR.items()
+    assert one(rendered, "PodDisruptionBudget")["spec"]["selector"] == {"matchLabels": SELECTOR}
+    assert one(rendered, "NetworkPolicy")["spec"]["podSelector"] == {"matchLabels": SELECTOR}
+
+
+def test_namespaced_objects_go_to_the_release_namespace_roles_to_the_watched_ones(
+    helm: Helm,
+) -> None:
+    rendered = helm.render(values=EVERYTHING)
+    for obj in rendered:
+        namespace = obj["metadata"].get("namespace")
+        if obj["kind"] not in NAMESPACED_KINDS:
+            assert namespace is None, obj["kind"]
+        elif obj["kind"] in ("Role", "RoleBinding") and not obj["metadata"]["name"].endswith(
+            "-leader-election"
+        ):
+            assert namespace in ("team-a", "team-b")
+        else:
+            assert namespace == NAMESPACE, obj["kind"]
+
+
+def test_the_network_policy_lets_out_only_dns_the_api_server_and_the_digitalocean_api(
+    helm: Helm,
+) -> None:
+    assert "NetworkPolicy" not in _kinds(helm.render())
+    policy = one(helm.render(values={"networkPolicy": {"enabled": True}}), "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+    ports = [
+        sorted((p["port"], p["protocol"]) for p in rule["ports"])
+        for rule in policy["spec"]["egress"]
+    ]
+    assert ports == [
+        [(53, "TCP"), (53, "UDP")],
+        [(443, "TCP"), (6443, "TCP")],
+        [(443, "TCP")],
+    ]
+
+
+def test_a_private_ca_for_the_digitalocean_api_is_mounted_and_named(helm: Helm) -> None:
+    rendered = helm.render(values=EVERYTHING)
+    env = _env(rendered)
+    assert env["DOKS_ACCESS_DIGITALOCEAN_API_URL"] == "https://do-proxy.example:8443"
+    assert env["DOKS_ACCESS_DIGITALOCEAN_CA_FILE"] == "/etc/doks-access/digitalocean-ca/bundle.pem"
+    assert env["HTTPS_PROXY"] == "http://proxy:3128"
+    volumes = _deployment(rendered)["spec"]["template"]["spec"]["volumes"]
+    assert {
+        "name": "digitalocean-ca",
+        "configMap": {"name": "do-ca", "items": [{"key": "bundle.pem", "path": "bundle.pem"}]},
+    } in volumes
+
+
+def test_rbac_and_the_service_account_can_be_left_to_others(helm: Helm) -> None:
+    rendered = helm.render(
+        values={
+            "rbac": {"create": False},
+            "serviceAccount": {"create": False, "name": "existing"},
+            "crds": {"enabled": False},
+        }
+    )
+    assert _kinds(rendered) == ["Deployment"]
+    assert _deployment(rendered)["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
+    binding = one(helm.render(values={"serviceAccount": {"name": "named"}}), "ClusterRoleBinding")
+    assert binding["subjects"][0]["name"] == "named"
+
+
+# --- the CRD: one source of truth -----------------------------------------------------------
+
+
+def test_the_charts_copy_of_the_crd_is_identical_to_crds() -> None:
+    assert CHART_CRD.read_bytes() == SOURCE_CRD.read_bytes(), (
+        f"{CHART_CRD.relative_to(REPO_ROOT)} differs from crds/{CRD_FILE}, the source of truth; "
+        f"copy it: cp crds/{CRD_FILE} {CHART_CRD.relative_to(REPO_ROOT)}"
+    )
+
+
+def test_the_rendered_crd_is_the_source_crd_kept_on_uninstall(helm: Helm) -> None:
+    source = yaml.safe_load(SOURCE_CRD.read_text())
+    crd = one(helm.render(), "CustomResourceDefinition")
+    assert crd["spec"] == source["spec"]
+    assert crd["metadata"]["name"] == source["metadata"]["name"]
+    assert crd["metadata"]["labels"].items() >= source["metadata"]["labels"].items()
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    unkept = one(helm.render(values={"crds": {"keep": False}}), "CustomResourceDefinition")
+    assert "helm.sh/resource-policy" not in unkept["metadata"].get("annotations", {})
+    assert not of_kind(helm.render(values={"crds": {"enabled": False}}), "CustomResourceDefinition")
+
+
+# --- the plain manifests --------------------------------------------------------------------
+
+
+def test_the_committed_manifests_are_the_chart_rendered_with_default_values(helm: Helm) -> None:
+    committed = manifests.MANIFEST.read_text() if manifests.MANIFEST.exists() else ""
+    assert committed == manifests.render(helm), (
+        f"{manifests.MANIFEST.relative_to(REPO_ROOT)} is out of date; regenerate it with "
+        f"`{manifests.REGENERATE}`"
+    )
+    rendered = documents(committed)
+    assert rendered[0] == {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": NAMESPACE, "labels": rendered[0]["metadata"]["labels"]},
+    }
+    assert "CustomResourceDefinition" not in _kinds(rendered)
+
+
+# --- against the apiserver ------------------------------------------------------------------
+
+
+def _kubectl_apply_dry_run(bin_dir: Path, kubeconfig: Path, text: str) -> str:
+    completed = subprocess.run(
+        [
+            str(bin_dir / "kubectl"),
+            f"--kubeconfig={kubeconfig}",
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--dry-run=server",
+            "--field-manager=doks-access-chart-test",
+            "-f",
+            "-",
+        ],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, f"kubectl apply --dry-run=server:\n{completed.stderr}"
+    return completed.stdout
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, HIGH_AVAILABILITY, "namespaced", "everything"],
+    ids=["default", "high availability", "namespaced", "everything on"],
+)
+def test_the_apiserver_accepts_what_the_chart_renders(
+    helm: Helm, cluster: Cluster, bin_dir: Path, namespace: str, values: Any
+) -> None:
+    if values == "namespaced":
+        values = {"watchNamespaces": [namespace]}
+    elif values == "everything":
+        values = {**EVERYTHING, "watchNamespaces": [namespace]}
+    text = helm.template(values=values, release=namespace, namespace=namespace)
+    output = _kubectl_apply_dry_run(bin_dir, cluster.kubeconfig_path, text)
+    assert output.count("serverside-applied (server dry run)") == len(documents(text))
+
+
+def test_the_apiserver_accepts_the_committed_manifests(
+    cluster: Cluster, api: client.ApiClient, bin_dir: Path
+) -> None:
+    core = client.CoreV1Api(api)
+    created = kube.is_absent(lambda: core.read_namespace(NAMESPACE))
+    if created:  # a dry run creates nothing, so the objects inside need the namespace to exist
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
+    try:
+        text = manifests.MANIFEST.read_text()
+        output = _kubectl_apply_dry_run(bin_dir, cluster.kubeconfig_path, text)
+        assert output.count("serverside-applied (server dry run)") == len(documents(text))
+    finally:
+        if created:
+            kube.delete_ignoring_absence(lambda: core.delete_namespace(NAMESPACE))
+
+
+def test_helm_install_creates_the_operators_objects(
+    cluster_helm: Helm, api: client.ApiClient, namespace: str, other_namespace: str
+) -> None:
+    name = f"{namespace}-doks-access-operator"
+    values = {"highAvailability": {"enabled": True}, "watchNamespaces": [other_namespace]}
+    with installed(cluster_helm, release=namespace, namespace=namespace, values=values):
+        apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+        rbac, policy = client.RbacAuthorizationV1Api(api), client.PolicyV1Api(api)
+        deployment = apps.read_namespaced_deployment(name, namespace)
+        assert deployment.spec.replicas == 2
+        assert core.read_namespaced_service_account(name, namespace).metadata.name == name
+        assert rbac.read_namespaced_role(name, other_namespace).rules
+        assert rbac.read_namespaced_role_binding(name, other_namespace).subjects[0].name == name
+        assert rbac.read_namespaced_role(f"{name}-leader-election", namespace).rules
+        assert policy.read_namespaced_pod_disruption_budget(name, namespace).spec.min_available == 1
+        status = json.loads(
+            cluster_helm.run("status", namespace, f"--namespace={namespace}", "-o=json")
+        )
+        assert status["info"]["status"] == "deployed"
+        assert "kubectl -n" in status["info"]["notes"]
+    assert kube.is_absent(lambda: apps.read_namespaced_deployment(name, namespace))
+    assert kube.is_absent(lambda: rbac.read_cluster_role(f"{name}-view"))
+
+
+def test_notes_tell_the_next_steps(cluster_helm: Helm) -> None:
+    # A client-side dry run still asks the cluster for its version.
+    output = cluster_helm.run(
+        "install",
+        "doks-access-operator",
+        str(CHART_DIR),
+        "--dry-run=client",
+        f"--namespace={NAMESPACE}",
+        f"--values={cluster_helm.values_file({'crds': {'enabled': False}})}",
+    )
+    notes = output.partition("\nNOTES:\n")[2]
+    assert "kubectl -n platform create secret generic digitalocean-api" in notes
+    assert "kind: DOClusterAccess" in notes
+    assert "kubectl -n platform wait --for=condition=Ready doclusteraccess/prod" in notes
+    assert "crds.enabled=false" in notes  # and where the CRD comes from then

@@ -1,0 +1,470 @@
+"""Least privilege: the chart's RBAC is enough for the operator, and no more than it needs.
+
+Enough: the chart is installed, and the operator then runs with a token of the chart's
+ServiceAccount and nothing else, reconciles a DOClusterAccess end to end (the credential fetched,
+the Secret written, re-created when deleted, the object deleted cleanly), and logs no refusal.
+
+No more: the rendered rules are exactly the list the operator's code needs (any addition fails a
+test), nothing is a wildcard, namespaced mode grants nothing cluster-wide, and the apiserver
+itself denies the ServiceAccount what the operator never does.
+
+These tests run before ``tests/e2e`` in a full session, so that suite's session-wide operator
+(which watches every namespace as an administrator) is not yet running. Should it be, it acts on
+these objects too, and the test's operator may find nothing left to fetch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client
+
+from doks_access_testkit.emulator import Emulator
+from doks_access_testkit.processes import ManagedProcess
+from tests import kube
+from tests.chart.conftest import installed
+from tests.chart.helm import Helm, of_kind, rules_of
+from tests.chart.operator_as import (
+    explained,
+    log_entries,
+    operator_running,
+    refusals,
+    service_account_kubeconfig,
+)
+from tests.conftest import Cluster
+from tests.e2e import objects
+
+GROUP = objects.GROUP
+LEASES = "coordination.k8s.io"
+# Everything the operator does, as (API group, resource) -> verbs; see the chart's _helpers.tpl.
+OPERATOR_RULES = {
+    (GROUP, "doclusteraccesses"): {"get", "list", "watch", "patch"},
+    (GROUP, "doclusteraccesses/status"): {"patch"},
+    ("", "secrets"): {"get", "list", "watch", "create", "update", "delete"},
+    ("", "events"): {"create"},
+}
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "high availability": {"highAvailability": {"enabled": True}},
+    "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
+    "namespaced, high availability": {
+        "watchNamespaces": ["team-a"],
+        "highAvailability": {"enabled": True},
+    },
+}
+RELEASE_NAMESPACE = "doks-access-system"
+FULLNAME = "doks-access-operator"
+
+
+def _flattened(rule: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    for group in rule.get("apiGroups", []):
+        for resource in rule.get("resources", []):
+            for verb in rule.get("verbs", []):
+                yield group, resource, verb
+
+
+def _grants(objects_: list[dict[str, Any]], role_name: str) -> dict[tuple[str, str], set[str]]:
+    granted: dict[tuple[str, str], set[str]] = {}
+    for role, rule in rules_of(objects_):
+        if role["metadata"]["name"] == role_name:
+            for group, resource, verb in _flattened(rule):
+                granted.setdefault((group, resource), set()).add(verb)
+    return granted
+
+
+def _is_aggregated(role: dict[str, Any]) -> bool:
+    labels = role["metadata"].get("labels", {})
+    return any(key.startswith("rbac.authorization.k8s.io/aggregate-to-") for key in labels)
+
+
+# --- what the chart renders ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_no_rule_uses_a_wildcard_or_a_non_resource_url(helm: Helm, values: dict[str, Any]) -> None:
+    for role, rule in rules_of(helm.render(values=values)):
+        where = f"{role['kind']} {role['metadata']['name']}"
+        assert "nonResourceURLs" not in rule, where
+        for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+            assert "*" not in rule.get(field, []), f"{where}: {field} has '*'"
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_the_operator_gets_exactly_the_rules_it_uses(helm: Helm, values: dict[str, Any]) -> None:
+    rendered = helm.render(values=values)
+    kind = "Role" if values.get("watchNamespaces") else "ClusterRole"
+    operator_roles = [r for r in of_kind(rendered, kind) if r["metadata"]["name"] == FULLNAME]
+    assert operator_roles
+    for role in operator_roles:
+        assert _grants([role], FULLNAME) == OPERATOR_RULES
+
+
+def test_cluster_wide_mode_binds_one_cluster_role_and_no_role(helm: Helm) -> None:
+    rendered = helm.render()
+    (binding,) = of_kind(rendered, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": FULLNAME,
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": FULLNAME, "namespace": RELEASE_NAMESPACE}
+    ]
+    assert not of_kind(rendered, "Role")
+    assert not of_kind(rendered, "RoleBinding")
+
+
+def test_namespaced_mode_grants_nothing_cluster_wide(helm: Helm) -> None:
+    rendered = helm.render(values=VALUE_SETS["namespaced, high availability"])
+    assert not of_kind(rendered, "ClusterRoleBinding")
+    # The only ClusterRoles extend the built-in view/edit/admin roles for people; nobody is bound
+    # to them by this chart, and they do not mention Secrets.
+    for role in of_kind(rendered, "ClusterRole"):
+        assert _is_aggregated(role), role["metadata"]["name"]
+        assert all(
+            resource == "doclusteraccesses"
+            for _, r in rules_of([role])
+            for resource in r["resources"]
+        )
+    secret_roles = {
+        role["metadata"]["namespace"]
+        for role, rule in rules_of(rendered)
+        if "secrets" in rule["resources"]
+    }
+    assert secret_roles == {"team-a"}
+    for binding in of_kind(rendered, "RoleBinding"):
+        assert binding["roleRef"]["kind"] == "Role"
+
+
+def test_leases_are_granted_only_with_leader_election_and_only_one_by_name(helm: Helm) -> None:
+    assert not any(LEASES in rule["apiGroups"] for _, rule in rules_of(helm.render()))
+
+    rendered = helm.render(values=VALUE_SETS["high availability"])
+    lease_rules = [(role, rule) for role, rule in rules_of(rendered) if LEASES in rule["apiGroups"]]
+    assert {role["kind"] for role, _ in lease_rules} == {"Role"}
+    assert {role["metadata"]["namespace"] for role, _ in lease_rules} == {RELEASE_NAMESPACE}
+    by_verbs = {tuple(rule["verbs"]): rule.get("resourceNames") for _, rule in lease_rules}
+    # RBAC cannot limit "create" to a name; everything else is limited to the one Lease.
+    assert by_verbs == {("create",): None, ("get", "update"): [FULLNAME]}
+
+
+# --- what the apiserver allows the installed ServiceAccount ----------------------------------
+
+
+def _allowed(
+    api: client.ApiClient,
+    user: str,
+    *,
+    verb: str,
+    resource: str,
+    namespace: str | None = None,
+    group: str = "",
+) -> bool:
+    namespace_of_user = user.split(":")[2]
+    review = client.AuthorizationV1Api(api).create_subject_access_review(
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": user,
+                "groups": [
+                    "system:serviceaccounts",
+                    f"system:serviceaccounts:{namespace_of_user}",
+                    "system:authenticated",
+                ],
+                "resourceAttributes": {
+                    "verb": verb,
+                    "group": group,
+                    "resource": resource,
+                    **({"namespace": namespace} if namespace else {}),
+                },
+            },
+        }
+    )
+    return bool(review.status.allowed)
+
+
+def _service_account_user(namespace: str) -> str:
+    return f"system:serviceaccount:{namespace}:{namespace}-doks-access-operator"
+
+
+def test_the_apiserver_denies_the_cluster_wide_operator_what_it_never_does(
+    cluster_helm: Helm, api: client.ApiClient, namespace: str
+) -> None:
+    user = _service_account_user(namespace)
+    with installed(cluster_helm, release=namespace, namespace=namespace, values={}):
+        assert _allowed(api, user, verb="list", resource="secrets")  # the probe itself works
+        assert _allowed(api, user, verb="patch", resource="doclusteraccesses", group=GROUP)
+        for verb, resource, group in [
+            ("patch", "secrets", ""),
+            ("deletecollection", "secrets", ""),
+            ("get", "configmaps", ""),
+            ("create", "pods", ""),
+            ("list", "namespaces", ""),
+            ("create", "doclusteraccesses", GROUP),
+            ("delete", "doclusteraccesses", GROUP),
+            ("update", "doclusteraccesses", GROUP),
+            ("get", "leases", LEASES),
+            ("create", "leases", LEASES),
+            ("list", "customresourcedefinitions", "apiextensions.k8s.io"),
+            ("create", "clusterrolebindings", "rbac.authorization.k8s.io"),
+            ("create", "serviceaccounts/token", ""),
+        ]:
+            assert not _allowed(api, user, verb=verb, resource=resource, group=group), (
+                f"{verb} {resource}"
+            )
+
+
+def test_the_apiserver_denies_the_namespaced_operator_secrets_elsewhere(
+    cluster_helm: Helm, api: client.ApiClient, namespace: str, other_namespace: str
+) -> None:
+    user = _service_account_user(namespace)
+    values = {"watchNamespaces": [other_namespace]}
+    with installed(cluster_helm, release=namespace, namespace=namespace, values=values):
+        assert _allowed(api, user, verb="create", resource="secrets", namespace=other_namespace)
+        assert not _allowed(api, user, verb="list", resource="secrets")  # cluster-wide
+        assert not _allowed(api, user, verb="get", resource="secrets", namespace=namespace)
+        assert not _allowed(api, user, verb="create", resource="secrets", namespace="default")
+        assert not _allowed(api, user, verb="list", resource="doclusteraccesses", group=GROUP)
+        assert not _allowed(
+            api, user, verb="get", resource="doclusteraccesses", group=GROUP, namespace="default"
+        )
+
+
+# --- the operator at work with only these permissions ---------------------------------------
+
+
+def _prove_end_to_end(
+    api: client.ApiClient,
+    process: ManagedProcess,
+    *,
+    namespace: str,
+    name: str,
+    ours: set[str],
+) -> None:
+    """Ready, the Secret written and re-created, the object deleted cleanly, no refusal logged."""
+
+    def still_running() -> None:
+        assert process.exit_code() is None, f"the operator exited:\n{process.log_tail(60)}"
+
+    objects.create_token_secret(api, namespace)
+    objects.apply_access(api, namespace, name, {"clusterID": objects.CLUSTER_ID})
+    try:
+        objects.wait_for_condition(api, namespace, name, "Ready", "True", None)
+    except AssertionError:
+        still_running()
+        raise AssertionError(f"not Ready; the operator's log:\n{process.log_tail(60)}") from None
+    secret = f"{name}-kubeconfig"
+    assert objects.kubeconfig_of(api, namespace, secret, "kubeconfig").startswith(b"apiVersion")
+    access = objects.get_access(api, namespace, name)
+    assert f"{GROUP}/daemon" in access["metadata"]["finalizers"]  # Kopf's patch was allowed
+    fetched = f"fetching a credential for {namespace}/{name}"
+    assert any(fetched in entry for entry in log_entries(process.log_path)), (
+        f"this operator did not fetch (did another one?):\n{process.log_tail(60)}"
+    )
+
+    # Deleting the Secret wakes the operator through its label-selected watch; it writes anew.
+    core = client.CoreV1Api(api)
+    uid = core.read_namespaced_secret(secret, namespace).metadata.uid
+    core.delete_namespaced_secret(secret, namespace)
+
+    def recreated() -> bool:
+        try:
+            return bool(core.read_namespaced_secret(secret, namespace).metadata.uid != uid)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    kube.eventually(recreated, what=f"Secret {namespace}/{secret} to be written again")
+    events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    assert events.items, "no Event was recorded"
+
+    # Deleting the object: the operator stops its daemon and removes its finalizer.
+    custom = client.CustomObjectsApi(api)
+    custom.delete_namespaced_custom_object(GROUP, objects.VERSION, namespace, objects.PLURAL, name)
+    kube.eventually(
+        lambda: kube.is_absent(
+            lambda: custom.get_namespaced_custom_object(
+                GROUP, objects.VERSION, namespace, objects.PLURAL, name
+            )
+        ),
+        what=f"{namespace}/{name} to be deleted",
+        timeout=30,
+    )
+    still_running()
+    refused = refusals(log_entries(process.log_path), ours=ours)
+    assert not refused, explained(refused)
+
+
+@pytest.mark.usefixtures("crds")
+def test_the_operator_works_with_only_the_cluster_wide_permissions(
+    cluster_helm: Helm,
+    cluster: Cluster,
+    api: client.ApiClient,
+    digitalocean: Emulator,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    with installed(cluster_helm, release=namespace, namespace=namespace, values={}):
+        kubeconfig = service_account_kubeconfig(
+            api,
+            admin_kubeconfig=cluster.kubeconfig_path,
+            namespace=namespace,
+            service_account=f"{namespace}-doks-access-operator",
+            path=tmp_path / "operator.kubeconfig",
+        )
+        log_path = tmp_path / "operator.log"
+        with operator_running(
+            kubeconfig=kubeconfig, digitalocean=digitalocean, log_path=log_path
+        ) as process:
+            _prove_end_to_end(api, process, namespace=namespace, name="prod", ours={namespace})
+
+
+@pytest.mark.usefixtures("crds")
+def test_the_operator_works_with_only_the_roles_of_namespaced_mode(
+    cluster_helm: Helm,
+    cluster: Cluster,
+    api: client.ApiClient,
+    digitalocean: Emulator,
+    namespace: str,
+    other_namespace: str,
+    tmp_path: Path,
+) -> None:
+    values = {"watchNamespaces": [other_namespace]}
+    with installed(cluster_helm, release=namespace, namespace=namespace, values=values):
+        kubeconfig = service_account_kubeconfig(
+            api,
+            admin_kubeconfig=cluster.kubeconfig_path,
+            namespace=namespace,
+            service_account=f"{namespace}-doks-access-operator",
+            path=tmp_path / "operator.kubeconfig",
+        )
+        with operator_running(
+            kubeconfig=kubeconfig,
+            digitalocean=digitalocean,
+            log_path=tmp_path / "operator.log",
+            args=[f"--namespace={other_namespace}"],
+        ) as process:
+            _prove_end_to_end(
+                api,
+                process,
+                namespace=other_namespace,
+                name="prod",
+                ours={namespace, other_namespace},
+            )
+
+
+def _leader_election_env(namespace: str) -> dict[str, str]:
+    """What the chart's Deployment sets with high availability, POD_NAMESPACE resolved."""
+    return {
+        "DOKS_ACCESS_LEADER_ELECTION": "true",
+        "DOKS_ACCESS_LEADER_ELECTION_NAMESPACE": namespace,
+        "DOKS_ACCESS_LEADER_ELECTION_LEASE_NAME": f"{namespace}-doks-access-operator",
+    }
+
+
+def _lease_holder(api: client.ApiClient, namespace: str) -> str | None:
+    lease = f"{namespace}-doks-access-operator"
+    try:
+        found = client.CoordinationV1Api(api).read_namespaced_lease(lease, namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    holder: str | None = found.spec.holder_identity
+    return holder or None
+
+
+@pytest.mark.usefixtures("crds")
+def test_the_operator_elects_itself_leader_with_only_the_charts_lease_permissions(
+    cluster_helm: Helm,
+    cluster: Cluster,
+    api: client.ApiClient,
+    digitalocean: Emulator,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    values = {"highAvailability": {"enabled": True}}
+    with installed(cluster_helm, release=namespace, namespace=namespace, values=values):
+        kubeconfig = service_account_kubeconfig(
+            api,
+            admin_kubeconfig=cluster.kubeconfig_path,
+            namespace=namespace,
+            service_account=f"{namespace}-doks-access-operator",
+            path=tmp_path / "operator.kubeconfig",
+        )
+        with operator_running(
+            kubeconfig=kubeconfig,
+            digitalocean=digitalocean,
+            log_path=tmp_path / "operator.log",
+            env=_leader_election_env(namespace),
+        ) as process:
+            kube.eventually(
+                lambda: _lease_holder(api, namespace), what="the Lease to have a holder"
+            )
+            _prove_end_to_end(api, process, namespace=namespace, name="prod", ours={namespace})
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.mark.usefixtures("crds")
+def test_a_standby_replica_answers_the_liveness_probe_too(
+    cluster_helm: Helm,
+    cluster: Cluster,
+    api: client.ApiClient,
+    digitalocean: Emulator,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """With high availability, the chart probes every replica; a standby must answer as well,
+    or the kubelet restarts it again and again."""
+    values = {"highAvailability": {"enabled": True}}
+    with installed(cluster_helm, release=namespace, namespace=namespace, values=values):
+        kubeconfig = service_account_kubeconfig(
+            api,
+            admin_kubeconfig=cluster.kubeconfig_path,
+            namespace=namespace,
+            service_account=f"{namespace}-doks-access-operator",
+            path=tmp_path / "operator.kubeconfig",
+        )
+        urls = [f"http://127.0.0.1:{_free_port()}/healthz" for _ in range(2)]
+        with contextlib.ExitStack() as replicas:
+            for index, url in enumerate(urls):
+                replicas.enter_context(
+                    operator_running(
+                        kubeconfig=kubeconfig,
+                        digitalocean=digitalocean,
+                        log_path=tmp_path / f"replica-{index}.log",
+                        env={
+                            **_leader_election_env(namespace),
+                            "DOKS_ACCESS_LIVENESS_ENDPOINT": url,
+                        },
+                    )
+                )
+            kube.eventually(
+                lambda: _lease_holder(api, namespace), what="the Lease to have a holder"
+            )
+            kube.eventually(
+                lambda: all(_answers(url) for url in urls),
+                what=f"both {urls} to answer (a standby must serve the liveness endpoint too)",
+                timeout=30,
+            )

@@ -1,0 +1,39 @@
+"""The process-wide liveness endpoint answers while the event loop runs."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+
+from doks_access import health
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.asyncio
+async def test_the_endpoint_answers_200_on_its_path_only() -> None:
+    port = _free_port()
+    async with (
+        health.serving(f"http://127.0.0.1:{port}/healthz"),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+    ):
+        alive = await http.get("/healthz")
+        other = await http.get("/metrics")
+    assert alive.status_code == 200
+    assert alive.json() == {"status": "alive"}
+    assert other.status_code == 404
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("endpoint", ["https://0.0.0.0:8080/healthz", "http://0.0.0.0/healthz"])
+async def test_an_endpoint_without_http_and_a_port_is_refused(endpoint: str) -> None:
+    with pytest.raises(ValueError, match="http://HOST:PORT/PATH"):
+        async with health.serving(endpoint):
+            pass
