@@ -54,8 +54,13 @@ def start_control_plane(*, token_webhook: TokenWebhook | None = None) -> Control
     """Start a control plane and register its processes for the leak check at session end."""
     plane = ControlPlane(bin_dir=control_plane_bin_dir(), token_webhook=token_webhook)
     plane.start()
-    _started_process_groups.extend((p.name, p.pid) for p in plane.processes)
+    register_processes(plane)
     return plane
+
+
+def register_processes(plane: ControlPlane) -> None:
+    """Have the session-end check look for these processes (again, after a restart)."""
+    _started_process_groups.extend((p.name, p.pid) for p in plane.processes)
 
 
 @pytest.fixture(scope="session")

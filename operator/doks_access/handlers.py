@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import logging
 import os
 import random
 import ssl
@@ -24,6 +25,8 @@ from doks_access import bookkeeping, digitalocean, kube, reconcile
 from doks_access.config import OperatorConfig
 
 Key = tuple[str, str]  # namespace, name
+KUBE_RETRY = datetime.timedelta(seconds=5)
+logger = logging.getLogger(__name__)
 
 
 def registry() -> kopf.OperatorRegistry:
@@ -103,7 +106,14 @@ async def keep_credential(
         while not stopped:
             waker.event.clear()
             waker.seen = _news(body)
-            outcome = await reconcile.reconcile(body, deps=runtime.deps, memory=memory, now=_now())
+            try:
+                outcome = await reconcile.reconcile(
+                    body, deps=runtime.deps, memory=memory, now=_now()
+                )
+            except kube.KubeError as exc:
+                # The apiserver is restarting, or a write raced another: look again shortly.
+                logger.warning("%s/%s: %s; retrying in %s", *key, exc, KUBE_RETRY)
+                outcome = reconcile.Outcome(wake_at=_now() + KUBE_RETRY)
             await _sleep(waker, stopped, until=outcome.wake_at)
     finally:
         runtime.wakers.pop(key, None)

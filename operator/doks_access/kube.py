@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from kubernetes.aio import client
 from kubernetes.aio import config as kconfig
 from kubernetes.aio.client.exceptions import ApiException
@@ -71,6 +73,17 @@ async def api_client(*, kubeconfig: Path | None) -> client.ApiClient:
     return api
 
 
+@contextlib.contextmanager
+def _calling(what: str) -> Iterator[None]:
+    """Map every failure of one API call, answered or not, to :class:`KubeError`."""
+    try:
+        yield
+    except ApiException as exc:
+        raise _mapped(exc, what=what) from None
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise KubeError(f"{what}: {type(exc).__name__}") from None
+
+
 def _mapped(exc: ApiException, *, what: str) -> KubeError:
     # The body can echo what we sent (a Secret's data): it never goes into the message.
     status = int(exc.status or 0)
@@ -93,11 +106,10 @@ class Kube:
     async def read_secret(self, *, namespace: str, name: str) -> dict[str, Any] | None:
         """The Secret as JSON, or None when it does not exist."""
         try:
-            secret = await self._core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise _mapped(exc, what=f"reading Secret {namespace}/{name}") from None
+            with _calling(f"reading Secret {namespace}/{name}"):
+                secret = await self._core.read_namespaced_secret(name, namespace)
+        except NotFoundError:
+            return None
         result: dict[str, Any] = self._api.sanitize_for_serialization(secret)  # type: ignore[no-untyped-call]
         return result
 
@@ -127,37 +139,29 @@ class Kube:
 
     async def create_secret(self, *, namespace: str, manifest: Mapping[str, object]) -> None:
         name = _name_of(manifest)
-        try:
+        with _calling(f"creating Secret {namespace}/{name}"):
             await self._core.create_namespaced_secret(
                 namespace, _secret(manifest), field_manager=COMPONENT
             )
-        except ApiException as exc:
-            raise _mapped(exc, what=f"creating Secret {namespace}/{name}") from None
 
     async def replace_secret(self, *, namespace: str, manifest: Mapping[str, object]) -> None:
         """PUT with the manifest's resourceVersion: a concurrent change makes it a conflict."""
         name = _name_of(manifest)
-        try:
+        with _calling(f"replacing Secret {namespace}/{name}"):
             await self._core.replace_namespaced_secret(
                 name, namespace, _secret(manifest), field_manager=COMPONENT
             )
-        except ApiException as exc:
-            raise _mapped(exc, what=f"replacing Secret {namespace}/{name}") from None
 
     async def delete_secret(self, *, namespace: str, name: str, uid: str | None = None) -> None:
         """Delete, only if it is still the object ``uid`` names; absence is not an error."""
         preconditions = client.V1Preconditions(uid=uid) if uid else None
         body = client.V1DeleteOptions(preconditions=preconditions)
-        try:
+        with contextlib.suppress(NotFoundError), _calling(f"deleting Secret {namespace}/{name}"):
             await self._core.delete_namespaced_secret(name, namespace, body=body)
-        except ApiException as exc:
-            if exc.status == 404:
-                return
-            raise _mapped(exc, what=f"deleting Secret {namespace}/{name}") from None
 
     async def patch_status(self, *, namespace: str, name: str, patch: Mapping[str, object]) -> None:
         """Merge-patch the status subresource of one DOClusterAccess."""
-        try:
+        with _calling(f"updating the status of {namespace}/{name}"):
             await self._custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
@@ -167,8 +171,6 @@ class Kube:
                 {"status": dict(patch)},
                 _content_type=_MERGE_PATCH,
             )
-        except ApiException as exc:
-            raise _mapped(exc, what=f"updating the status of {namespace}/{name}") from None
 
     async def emit_event(
         self,
@@ -204,10 +206,8 @@ class Kube:
             reporting_component=COMPONENT,
             reporting_instance=f"{COMPONENT}-{__version__}",
         )
-        try:
+        with _calling(f"recording an event in {namespace}"):
             await self._core.create_namespaced_event(namespace, event)
-        except ApiException as exc:
-            raise _mapped(exc, what=f"recording an event in {namespace}") from None
 
 
 def _secret(manifest: Mapping[str, object]) -> client.V1Secret:

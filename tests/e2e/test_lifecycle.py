@@ -9,8 +9,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from doks_access_testkit.controlplane import ControlPlane
 from doks_access_testkit.emulator import Emulator, Fault
 from tests import kube
+from tests.conftest import register_processes
 from tests.e2e.conftest import OperatorRunner
 from tests.e2e.objects import (
     CLUSTER_ID,
@@ -210,3 +212,31 @@ def test_a_rate_limited_fetch_waits_and_says_so(
         lambda: ("Warning", "RateLimited") in events_of(api, namespace, "throttled"),
         what="the RateLimited event",
     )
+
+
+def test_the_operator_rides_out_an_apiserver_restart(
+    api: client.ApiClient,
+    namespace: str,
+    control_plane: ControlPlane,
+    operator: OperatorRunner,
+    tmp_path: Path,
+) -> None:
+    create_token_secret(api, namespace)
+    apply_access(api, namespace, "steadfast", {"clusterID": CLUSTER_ID, "expirySeconds": 3600})
+    wait_for_condition(api, namespace, "steadfast", "Ready", "True", "Issued")
+
+    control_plane.restart_apiserver()
+    register_processes(control_plane)
+
+    assert operator.process.exit_code() is None
+    # Its watches came back: a deleted Secret is noticed and written again.
+    core = client.CoreV1Api(api)
+    core.delete_namespaced_secret("steadfast-kubeconfig", namespace)
+    kube.eventually(
+        lambda: _secret_or_none(api, namespace, "steadfast-kubeconfig") is not None,
+        what="the Secret to be recreated after the apiserver restart",
+        timeout=90,
+    )
+    raw = kubeconfig_of(api, namespace, "steadfast-kubeconfig", "kubeconfig")
+    assert whoami(raw, tmp_path) == EMULATOR_USER
+    assert operator.process.exit_code() is None

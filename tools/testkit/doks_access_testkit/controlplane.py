@@ -251,13 +251,27 @@ class ControlPlane:
         ]
         if self.token_webhook is not None:
             args += self._token_webhook_args(self.token_webhook)
-        apiserver = self._spawn("kube-apiserver", args)
+        self._apiserver_args = args
+        self._run_apiserver()
+
+    def _run_apiserver(self) -> None:
+        apiserver = self._spawn("kube-apiserver", self._apiserver_args)
         context = self.admin_ssl_context()
         self._wait(
             apiserver,
             "kube-apiserver /readyz",
             lambda: _http_ok(HOST, self.apiserver_port, "/readyz", context),
         )
+
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver and start it again on the same address: clients see an outage."""
+        (old,) = [p for p in self.processes if p.name == "kube-apiserver"]
+        old.stop()
+        # Keep the order etcd, apiserver, ...: stop() walks it backwards, clients before servers.
+        index = self.processes.index(old)
+        self.processes.remove(old)
+        self._run_apiserver()
+        self.processes.insert(index, self.processes.pop())
 
     def _token_webhook_args(self, webhook: TokenWebhook) -> list[str]:
         config = kubeconfig(
