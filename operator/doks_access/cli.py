@@ -81,14 +81,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: config.OperatorConfig) -> int:
-    # Imported here: Kopf registers the handlers on import, and --version should stay instant.
-    import kopf
-
-    from doks_access import handlers
-
     logs.configure(level=settings.log_level, json_format=settings.log_format == "json")
     if settings.kubeconfig is not None:
         os.environ["KUBECONFIG"] = str(settings.kubeconfig)  # Kopf's own login reads it
+    return asyncio.run(_serve(settings))
+
+
+async def _serve(settings: config.OperatorConfig) -> int:
+    """Metrics (and, with leader election, liveness) for the whole process; then the operator."""
+    # Imported here: Kopf registers the handlers on import, and --version should stay instant.
+    import kopf
+
+    from doks_access import handlers, health, metrics
+
+    collected = metrics.Metrics()
 
     async def operate() -> None:
         await kopf.operator(
@@ -98,31 +104,33 @@ def _run(settings: config.OperatorConfig) -> int:
             standalone=True,
             # With leader election the process serves liveness itself, standbys included.
             liveness_endpoint=None if settings.leader_election else settings.liveness_endpoint,
-            memo=kopf.Memo(config=settings),
+            memo=kopf.Memo(config=settings, metrics=collected),
         )
 
-    if not settings.leader_election:
-        asyncio.run(operate())
-        return 0
-    return asyncio.run(_lead(settings, operate))
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.metrics_endpoint:
+            await stack.enter_async_context(metrics.serving(collected, settings.metrics_endpoint))
+        if not settings.leader_election:
+            await operate()
+            return 0
+        if settings.liveness_endpoint:
+            await stack.enter_async_context(health.serving(settings.liveness_endpoint))
+        return await _lead(settings, operate)
 
 
 async def _lead(settings: config.OperatorConfig, operate: Callable[[], Awaitable[None]]) -> int:
     """Reconcile only while holding the Lease; exit at once when it is lost (DESIGN 6)."""
-    from doks_access import health, kube, leadership
+    from doks_access import kube, leadership
 
     api = await kube.api_client(kubeconfig=settings.kubeconfig)
     try:
-        async with contextlib.AsyncExitStack() as stack:
-            if settings.liveness_endpoint:
-                await stack.enter_async_context(health.serving(settings.liveness_endpoint))
-            outcome = await leadership.run_while_leading(
-                api=api,
-                namespace=settings.leader_election_namespace,
-                lease_name=settings.leader_election_lease_name,
-                identity=f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
-                work=operate,
-            )
+        outcome = await leadership.run_while_leading(
+            api=api,
+            namespace=settings.leader_election_namespace,
+            lease_name=settings.leader_election_lease_name,
+            identity=f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
+            work=operate,
+        )
     finally:
         await api.close()  # type: ignore[no-untyped-call]
     if outcome.lost:

@@ -25,6 +25,7 @@ class OperatorConfig:
     digitalocean_ca_file: Path | None
     kubeconfig: Path | None  # None: in-cluster, else $KUBECONFIG or ~/.kube/config
     liveness_endpoint: str | None
+    metrics_endpoint: str | None
     log_level: str
     log_format: str  # "text" or "json"
     rate_limits: digitalocean.RateLimits
@@ -109,6 +110,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="text, or one JSON object per line (default: %(default)s)",
     )
     parser.add_argument(
+        "--metrics-endpoint",
+        default=env.get("METRICS_ENDPOINT") or None,
+        help="serve Prometheus metrics here, e.g. http://0.0.0.0:9090/metrics",
+    )
+    parser.add_argument(
         "--log-level",
         default=env.get("LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -123,6 +129,7 @@ def from_arguments(args: argparse.Namespace) -> OperatorConfig:
         digitalocean_ca_file=args.digitalocean_ca_file,
         kubeconfig=args.kubeconfig,
         liveness_endpoint=args.liveness_endpoint,
+        metrics_endpoint=args.metrics_endpoint,
         log_level=args.log_level,
         log_format=args.log_format,
         leader_election=args.leader_election,

@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 from kubernetes.aio import client as kclient
 
-from doks_access import bookkeeping, digitalocean, kube, reconcile
+from doks_access import bookkeeping, digitalocean, kube, metrics, reconcile
 from doks_access.config import OperatorConfig
 
 Key = tuple[str, str]  # namespace, name
@@ -72,6 +72,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     verify: ssl.SSLContext | bool = True
     if config.digitalocean_ca_file is not None:
         verify = ssl.create_default_context(cafile=str(config.digitalocean_ca_file))
+    collected: metrics.Metrics = memo["metrics"]
     memo["runtime"] = Runtime(
         api=api,
         deps=reconcile.Dependencies(
@@ -80,8 +81,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
                 base_url=config.digitalocean_api_url,
                 verify=verify,
                 rate_limits=config.rate_limits,
+                observer=collected,
             ),
             rng=random.Random(),  # noqa: S311 - backoff jitter, not cryptography
+            metrics=collected,
         ),
     )
 
@@ -117,6 +120,7 @@ async def keep_credential(
             await _sleep(waker, stopped, until=outcome.wake_at)
     finally:
         runtime.wakers.pop(key, None)
+        runtime.deps.metrics.forget_object(namespace=key[0], name=key[1])
 
 
 @kopf.on.event(kube.GROUP, kube.VERSION, kube.PLURAL, id="wake-on-change")

@@ -23,6 +23,7 @@ from doks_access import (
     digitalocean,
     kube,
     lookup,
+    metrics,
     rendering,
     scheduling,
     spec,
@@ -76,6 +77,7 @@ class Dependencies:
     digitalocean: digitalocean.DigitalOceanClient
     rng: random.Random
     verifier: Callable[[Credential], Awaitable[str]] = verify.identity_of
+    metrics: metrics.Metrics = dataclasses.field(default_factory=metrics.Metrics)
 
 
 @dataclasses.dataclass
@@ -177,7 +179,7 @@ async def _reconcile_spec(
             report.fields["renewal_time"] = plan.time
         return report
     logger.info("fetching a credential for %s/%s: %s", namespace, owner.name, plan.reason.value)
-    return await _fetch_and_write(
+    report = await _fetch_and_write(
         access,
         owner=owner,
         existing=existing,
@@ -187,6 +189,10 @@ async def _reconcile_spec(
         memory=memory,
         now=now,
     )
+    deps.metrics.renewal_result(
+        "success" if memory.failures == 0 else memory.last_failure_reason or "Unknown"
+    )
+    return report
 
 
 async def _fetch_and_write(
@@ -307,23 +313,31 @@ async def _cluster_id(
 def _issued(
     credential: Credential, *, access: spec.AccessSpec, owner: rendering.Owner, cluster_id: str
 ) -> _Report:
+    # Plan from the times as the Secret records them (whole seconds), so that re-planning from
+    # the Secret later, or after a restart, gives exactly this renewal time and no status change.
+    issued_at = _as_recorded(credential.issued_at)
+    expires_at = _as_recorded(credential.expires_at)
     renewal = scheduling.renewal_time(
-        issued_at=credential.issued_at,
-        expires_at=credential.expires_at,
+        issued_at=issued_at,
+        expires_at=expires_at,
         renew_before=access.renew_before,
-        jitter_fraction=_jitter_for(owner, credential.issued_at),
+        jitter_fraction=_jitter_for(owner, issued_at),
     )
     return _Report(
-        situation_kwargs={"expires_at": credential.expires_at},
+        situation_kwargs={"expires_at": expires_at},
         fields={
             "cluster_id": cluster_id,
             "server": credential.server,
-            "issued_at": credential.issued_at,
-            "expires_at": credential.expires_at,
+            "issued_at": issued_at,
+            "expires_at": expires_at,
             "renewal_time": renewal,
         },
         wake_at=renewal,
     )
+
+
+def _as_recorded(moment: datetime.datetime) -> datetime.datetime:
+    return moment.replace(microsecond=0)
 
 
 def _failed_fetch(
@@ -434,7 +448,9 @@ async def _write(
         await deps.kube.delete_secret(
             namespace=namespace, name=desired["metadata"]["name"], uid=uid
         )
+        deps.metrics.kubernetes_write("Secret")
         await deps.kube.create_secret(namespace=namespace, manifest=write.manifest)
+    deps.metrics.kubernetes_write("Secret")
 
 
 async def _publish(
@@ -479,6 +495,20 @@ async def _publish(
     patch = conditions.status_patch(previous=previous, current=current)
     if patch is not None:
         await deps.kube.patch_status(namespace=namespace, name=name, patch=patch)
+        deps.metrics.kubernetes_write("Status")
+    ready = current.condition(conditions.ConditionType.READY)
+    deps.metrics.observe_object(
+        namespace=namespace,
+        name=name,
+        state=metrics.ObjectState(
+            cluster_id=current.cluster_id or "",
+            expires_at=current.expires_at,
+            renewal_time=current.renewal_time,
+            ready="Unknown" if ready is None else str(ready.status),
+            failures=memory.failures,
+        ),
+        now=now,
+    )
     for event in conditions.events_for(previous=previous, current=current):
         await deps.kube.emit_event(
             involved=body,
@@ -487,6 +517,7 @@ async def _publish(
             message=event.message,
             now=now,
         )
+        deps.metrics.kubernetes_write("Event")
 
 
 async def _delete_if_ours(
@@ -500,6 +531,7 @@ async def _delete_if_ours(
         is rendering.Ownership.OURS
     ):
         await deps.kube.delete_secret(namespace=namespace, name=name, uid=secret["metadata"]["uid"])
+        deps.metrics.kubernetes_write("Secret")
 
 
 def _jitter(owner: rendering.Owner, observed: scheduling.ObservedSecret | None) -> float:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from doks_access_testkit.controlplane import free_port
 from doks_access_testkit.emulator import Emulator
 from doks_access_testkit.processes import ManagedProcess
 from tests.conftest import Cluster
@@ -18,8 +19,11 @@ from tests.conftest import Cluster
 class OperatorRunner:
     """One ``doks-access run`` process that tests can restart; its log survives restarts."""
 
-    def __init__(self, *, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, *, args: list[str], env: dict[str, str], log_path: Path, metrics_url: str
+    ) -> None:
         self._args, self._env, self.log_path = args, env, log_path
+        self.metrics_url = metrics_url
         self.process = self._spawn()
 
     def _spawn(self) -> ManagedProcess:
@@ -51,6 +55,7 @@ def operator(
 ) -> Iterator[OperatorRunner]:
     """One operator for the session, watching every namespace, logging at DEBUG."""
     del crds  # installed before the operator starts
+    metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
     runner = OperatorRunner(
         args=[
             sys.executable,
@@ -64,8 +69,10 @@ def operator(
             "DOKS_ACCESS_DIGITALOCEAN_API_URL": digitalocean.api_url,
             "DOKS_ACCESS_DIGITALOCEAN_CA_FILE": str(digitalocean.ca_file),
             "DOKS_ACCESS_LOG_LEVEL": "DEBUG",
+            "DOKS_ACCESS_METRICS_ENDPOINT": metrics_url,
         },
         log_path=tmp_path_factory.mktemp("operator") / "operator.log",
+        metrics_url=metrics_url,
     )
     try:
         yield runner

@@ -13,6 +13,7 @@ from doks_access.digitalocean._client import (
     MAX_RESPONSE_BYTES,
     USER_AGENT,
     DigitalOceanClient,
+    ResponseObserver,
     Timeouts,
 )
 from doks_access.digitalocean._clusters import Cluster, is_cluster_id
@@ -41,6 +42,7 @@ __all__ = [
     "RateLimitedError",
     "RateLimiter",
     "RateLimits",
+    "ResponseObserver",
     "RetryPolicy",
     "ServerError",
     "ServerQuota",

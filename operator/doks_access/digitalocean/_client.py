@@ -27,7 +27,7 @@ import re
 import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import httpx
 
@@ -46,7 +46,7 @@ from doks_access.digitalocean._errors import (
     TransportError,
     error_for_status,
 )
-from doks_access.digitalocean._ratelimit import RateLimiter, RateLimits, ServerQuota
+from doks_access.digitalocean._ratelimit import RateLimiter, RateLimits, ServerQuota, token_key
 from doks_access.digitalocean._retry import RetryPolicy, call_with_retries
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "MAX_RESPONSE_BYTES",
     "USER_AGENT",
     "DigitalOceanClient",
+    "ResponseObserver",
     "Timeouts",
 ]
 
@@ -134,6 +135,7 @@ class DigitalOceanClient:
         rate_limits: RateLimits = DEFAULT_RATE_LIMITS,
         transport: httpx.AsyncBaseTransport | None = None,
         verify: ssl.SSLContext | bool = True,
+        observer: ResponseObserver | None = None,
         wall_clock: Callable[[], datetime.datetime] = _utc_now,
         rng: random.Random | None = None,
     ) -> None:
@@ -153,6 +155,7 @@ class DigitalOceanClient:
         self._retry_policy = retry_policy
         self._limiter = RateLimiter(limits=rate_limits)
         self._wall_clock = wall_clock
+        self._observer = observer
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter, not crypto
 
     async def __aenter__(self) -> Self:
@@ -240,20 +243,39 @@ class DigitalOceanClient:
         loop = asyncio.get_running_loop()
         sent_at = self._wall_clock()  # before sending: expiry counts from here (DESIGN 4.1)
         started = loop.time()
-        response, body = await self._send(
-            what=what,
-            path=path,
-            params=params,
-            headers={"Authorization": f"Bearer {token}", "Accept": expected.accept},
-        )
+        try:
+            response, body = await self._send(
+                what=what,
+                path=path,
+                params=params,
+                headers={"Authorization": f"Bearer {token}", "Accept": expected.accept},
+            )
+        except (TransportError, InvalidResponseError):
+            if self._observer is not None:
+                self._observer.response(
+                    endpoint=_endpoint(path),
+                    code="none",  # no answer, or one that could not be read
+                    seconds=loop.time() - started,
+                    token_key=token_key(token)[:12],
+                    remaining=None,
+                )
+            raise
         received_at = self._wall_clock()
+        quota = ServerQuota.from_headers(response.headers, now_epoch=received_at.timestamp())
+        if self._observer is not None:
+            self._observer.response(
+                endpoint=_endpoint(path),
+                code=str(response.status_code),
+                seconds=loop.time() - started,
+                token_key=token_key(token)[:12],
+                remaining=quota.remaining if quota is not None else None,
+            )
         logger.debug(
             "%s -> %d in %.3fs",
             _loggable(what, params),
             response.status_code,
             loop.time() - started,
         )
-        quota = ServerQuota.from_headers(response.headers, now_epoch=received_at.timestamp())
         if quota is not None:
             self._limiter.observe(token=token, quota=quota)
         if not response.is_success:
@@ -304,6 +326,21 @@ def _describe_transport_error(error: httpx.TransportError) -> str:
     if isinstance(error, httpx.TimeoutException):
         return f"timed out ({type(error).__name__})"
     return f"transport error ({type(error).__name__})"
+
+
+def _endpoint(path: str) -> str:
+    """The endpoint's name for metrics: a fixed set, never the cluster ID in the path."""
+    if path == CLUSTERS_PATH:
+        return "list_clusters"
+    return "kubeconfig" if path.endswith("/kubeconfig") else "get_cluster"
+
+
+class ResponseObserver(Protocol):
+    """Told about every request's outcome (for metrics); must not block."""
+
+    def response(
+        self, *, endpoint: str, code: str, seconds: float, token_key: str, remaining: int | None
+    ) -> None: ...
 
 
 def _kubeconfig_params(expiry_seconds: int | None) -> dict[str, str]:
