@@ -9,9 +9,10 @@ BIN := $(VENV)/bin
 PIP_VERSION := 26.3
 INSTALLED := $(VENV)/.installed
 CONTROLPLANE_BUILD := tools/controlplane/build.sh
+PROMTOOL_BUILD := tools/promtool/build.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help venv controlplane lint format types imports check test unit demo lock clean
+.PHONY: help venv controlplane promtool lint format types imports check test unit demo lock clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -27,6 +28,9 @@ venv: $(INSTALLED)  ## Create the virtualenv with the package and its developmen
 
 controlplane:  ## Build (or reuse from the cache) etcd, kube-apiserver, kube-controller-manager, kubectl, helm.
 	bash $(CONTROLPLANE_BUILD) >/dev/null
+
+promtool:  ## Build (or reuse from the cache) promtool, which checks and tests the alert rules.
+	bash $(PROMTOOL_BUILD) >/dev/null
 
 lint: venv  ## ruff lint and format check.
 	$(BIN)/ruff check .
@@ -44,8 +48,9 @@ imports: venv  ## Import contracts (the operator never imports test tooling).
 
 check: lint types imports  ## All static checks.
 
-test: check controlplane  ## Everything: static checks, then all tests against a real control plane.
-	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" $(BIN)/pytest
+test: check controlplane promtool  ## Everything: static checks, then all tests against a real control plane.
+	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" \
+	DOKS_ACCESS_PROMTOOL="$$(bash $(PROMTOOL_BUILD) | tail -1)" $(BIN)/pytest
 
 unit: venv  ## Only the tests that need no cluster.
 	$(BIN)/pytest -m 'not cluster'

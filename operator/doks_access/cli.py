@@ -95,6 +95,7 @@ async def _serve(settings: config.OperatorConfig) -> int:
     from doks_access import handlers, health, metrics
 
     collected = metrics.Metrics()
+    in_flight: dict[str, float] = {}  # object → loop time its reconciliation started
 
     async def operate() -> None:
         await kopf.operator(
@@ -104,7 +105,7 @@ async def _serve(settings: config.OperatorConfig) -> int:
             standalone=True,
             # With leader election the process serves liveness itself, standbys included.
             liveness_endpoint=None if settings.leader_election else settings.liveness_endpoint,
-            memo=kopf.Memo(config=settings, metrics=collected),
+            memo=kopf.Memo(config=settings, metrics=collected, in_flight=in_flight),
         )
 
     async with contextlib.AsyncExitStack() as stack:
@@ -114,7 +115,13 @@ async def _serve(settings: config.OperatorConfig) -> int:
             await operate()
             return 0
         if settings.liveness_endpoint:
-            await stack.enter_async_context(health.serving(settings.liveness_endpoint))
+            loop = asyncio.get_running_loop()
+            await stack.enter_async_context(
+                health.serving(
+                    settings.liveness_endpoint,
+                    problems=lambda: health.stuck(in_flight, now=loop.time()),
+                )
+            )
         return await _lead(settings, operate)
 
 

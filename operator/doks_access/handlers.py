@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 from kubernetes.aio import client as kclient
 
-from doks_access import bookkeeping, digitalocean, kube, metrics, reconcile
+from doks_access import bookkeeping, digitalocean, health, kube, metrics, reconcile
 from doks_access.config import OperatorConfig
 
 Key = tuple[str, str]  # namespace, name
@@ -102,6 +102,7 @@ async def keep_credential(
     body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any
 ) -> None:
     runtime: Runtime = memo["runtime"]
+    in_flight: dict[str, float] = memo["in_flight"]
     key = (body.metadata.namespace or "", body.metadata.name or "")
     waker = runtime.wakers.setdefault(key, Waker())
     memory = reconcile.Memory()
@@ -109,6 +110,7 @@ async def keep_credential(
         while not stopped:
             waker.event.clear()
             waker.seen = _news(body)
+            in_flight[f"{key[0]}/{key[1]}"] = asyncio.get_running_loop().time()
             try:
                 outcome = await reconcile.reconcile(
                     body, deps=runtime.deps, memory=memory, now=_now()
@@ -117,10 +119,24 @@ async def keep_credential(
                 # The apiserver is restarting, or a write raced another: look again shortly.
                 logger.warning("%s/%s: %s; retrying in %s", *key, exc, KUBE_RETRY)
                 outcome = reconcile.Outcome(wake_at=_now() + KUBE_RETRY)
+            finally:
+                in_flight.pop(f"{key[0]}/{key[1]}", None)
             await _sleep(waker, stopped, until=outcome.wake_at)
     finally:
         runtime.wakers.pop(key, None)
         runtime.deps.metrics.forget_object(namespace=key[0], name=key[1])
+
+
+@kopf.on.probe(id="reconciliations")
+async def reconciliations(memo: kopf.Memo, **_: Any) -> int:
+    """Fails the liveness endpoint while a reconciliation is stuck; else counts those running."""
+    in_flight: dict[str, float] = memo["in_flight"]
+    found = health.stuck(in_flight, now=asyncio.get_running_loop().time())
+    if found:
+        raise kopf.PermanentError(
+            f"reconciliations stuck for over {health.STUCK_AFTER:.0f}s: {found}"
+        )
+    return len(in_flight)
 
 
 @kopf.on.event(kube.GROUP, kube.VERSION, kube.PLURAL, id="wake-on-change")

@@ -22,6 +22,7 @@ from doks_access import (
     conditions,
     digitalocean,
     kube,
+    logs,
     lookup,
     metrics,
     rendering,
@@ -94,6 +95,17 @@ async def reconcile(
 ) -> Outcome:
     """Bring one DOClusterAccess's Secret and status up to date; say when to look again."""
     metadata = body["metadata"]
+    subject = logs.current_object.set(f"{metadata['namespace']}/{metadata['name']}")
+    try:
+        return await _reconcile(body, deps=deps, memory=memory, now=now)
+    finally:
+        logs.current_object.reset(subject)
+
+
+async def _reconcile(
+    body: Mapping[str, Any], *, deps: Dependencies, memory: Memory, now: datetime.datetime
+) -> Outcome:
+    metadata = body["metadata"]
     generation = int(metadata.get("generation") or 0)
     if memory.generation != generation:
         memory.generation = generation
@@ -147,7 +159,7 @@ async def _reconcile_spec(
     if memory.watching_token and memory.retry_at is not None:
         version = await deps.kube.secret_version(namespace=namespace, name=access.token_secret.name)
         if version != memory.token_version:
-            logger.info("%s/%s: the token Secret changed; retrying now", namespace, owner.name)
+            logger.info("the token Secret changed; retrying now")
             memory.retry_at = None
     plan = scheduling.next_action(
         now=now,
@@ -161,7 +173,7 @@ async def _reconcile_spec(
     if isinstance(plan, scheduling.Suspended):
         return _holding(current, suspended=True, wake_at=None, memory=memory)
     if isinstance(plan, scheduling.WaitUntil):
-        logger.debug("%s/%s: nothing to fetch until %s", namespace, owner.name, plan.time)
+        logger.debug("nothing to fetch until %s", plan.time)
         if existing is not None and current is not None:
             await _write(
                 deps,
@@ -178,7 +190,7 @@ async def _reconcile_spec(
         elif current is not None:
             report.fields["renewal_time"] = plan.time
         return report
-    logger.info("fetching a credential for %s/%s: %s", namespace, owner.name, plan.reason.value)
+    logger.info("fetching a credential (%s)", plan.reason.value)
     report = await _fetch_and_write(
         access,
         owner=owner,
@@ -253,6 +265,7 @@ async def _fetch_and_write(
     )
     await _write(deps, owner.namespace, existing, desired)
     memory.forget_failures()
+    logger.info("wrote a credential valid until %s", credential.expires_at)
     report = _issued(credential, access=access, owner=owner, cluster_id=cluster_id)
     report.fields["identity"] = identity
     if access.cluster_name is not None:

@@ -121,7 +121,10 @@ def log_entries(log_path: Path) -> list[str]:
             entries.append(line)
             continue
         if isinstance(record, dict):
-            entries.append(f"{record.get('message', '')} {record.get('exception', '')}".strip())
+            # The object a record is about reads as in the text form: "[namespace/name] message".
+            subject = f"[{record['object']}] " if "object" in record else ""
+            text = f"{subject}{record.get('message', '')} {record.get('exception', '')}"
+            entries.append(text.strip())
         else:
             entries.append(line)
     return entries

@@ -40,7 +40,17 @@ EVERYTHING = {
     "image": {"digest": "sha256:" + "ab" * 32},
     "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
     "logging": {"format": "json", "level": "DEBUG"},
+    "grafanaDashboard": {"enabled": True},
 }
+# The ServiceMonitor and PrometheusRule need the Prometheus Operator's CRDs, which the local control
+# plane lacks; everything the apiserver cannot check is in here (tests/chart/test_observability.py
+# checks their shape).
+MONITORING = {
+    "metrics": {"serviceMonitor": {"enabled": True}},
+    "prometheusRule": {"enabled": True},
+    "grafanaDashboard": {"enabled": True},
+}
+METRICS_OFF = {"metrics": {"enabled": False}}
 NAMESPACED_KINDS = {
     "Deployment",
     "ServiceAccount",
@@ -48,6 +58,10 @@ NAMESPACED_KINDS = {
     "RoleBinding",
     "PodDisruptionBudget",
     "NetworkPolicy",
+    "Service",
+    "ServiceMonitor",
+    "PrometheusRule",
+    "ConfigMap",
 }
 
 
@@ -73,8 +87,8 @@ def _kinds(objects: list[dict[str, Any]]) -> list[str]:
 
 @pytest.mark.parametrize(
     "values",
-    [{}, HIGH_AVAILABILITY, EVERYTHING],
-    ids=["default", "high availability", "everything on"],
+    [{}, HIGH_AVAILABILITY, EVERYTHING, {**EVERYTHING, **MONITORING}, METRICS_OFF],
+    ids=["default", "high availability", "everything on", "monitoring", "metrics off"],
 )
 def test_lint_passes_in_strict_mode(helm: Helm, values: dict[str, Any]) -> None:
     output = helm.lint(values=values)
@@ -169,6 +183,7 @@ def test_default_values_render_a_single_cluster_wide_operator(helm: Helm) -> Non
         "ClusterRoleBinding",
         "CustomResourceDefinition",
         "Deployment",
+        "Service",
         "ServiceAccount",
     ]
     deployment = _deployment(rendered)
@@ -180,6 +195,7 @@ def test_default_values_render_a_single_cluster_wide_operator(helm: Helm) -> Non
     assert "DOKS_ACCESS_LEADER_ELECTION_NAMESPACE" not in env
     assert "DOKS_ACCESS_DIGITALOCEAN_API_URL" not in env  # the operator's default: the real API
     assert env["DOKS_ACCESS_LIVENESS_ENDPOINT"] == "http://0.0.0.0:8080/healthz"
+    assert env["DOKS_ACCESS_METRICS_ENDPOINT"] == "http://0.0.0.0:9090/metrics"
     assert (env["DOKS_ACCESS_LOG_LEVEL"], env["DOKS_ACCESS_LOG_FORMAT"]) == ("INFO", "text")
     assert env["DOKS_ACCESS_RATE_LIMIT_PER_MINUTE"] == "250"
     assert env["DOKS_ACCESS_RATE_LIMIT_PER_HOUR"] == "5000"
@@ -214,7 +230,7 @@ def test_the_pod_is_locked_down_by_default(helm: Helm) -> None:
 
 def test_the_liveness_probe_asks_the_operators_health_endpoint(helm: Helm) -> None:
     container = _container(helm.render())
-    assert container["ports"] == [{"name": "healthz", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"][0] == {"name": "healthz", "containerPort": 8080, "protocol": "TCP"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     assert "livenessProbe" not in _container(
         helm.render(values={"livenessProbe": {"enabled": False}})
@@ -275,7 +291,7 @@ def test_watch_namespaces_renders_a_role_per_namespace_and_tells_the_operator(he
 def test_every_object_carries_the_standard_labels_and_selects_by_name_and_instance(
     helm: Helm,
 ) -> None:
-    rendered = helm.render(values=EVERYTHING)
+    rendered = helm.render(values={**EVERYTHING, **MONITORING})
     chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
     for obj in rendered:
         labels = obj["metadata"]["labels"]
@@ -293,7 +309,7 @@ def test_every_object_carries_the_standard_labels_and_selects_by_name_and_instan
 def test_namespaced_objects_go_to_the_release_namespace_roles_to_the_watched_ones(
     helm: Helm,
 ) -> None:
-    rendered = helm.render(values=EVERYTHING)
+    rendered = helm.render(values={**EVERYTHING, **MONITORING})
     for obj in rendered:
         namespace = obj["metadata"].get("namespace")
         if obj["kind"] not in NAMESPACED_KINDS:
@@ -312,7 +328,10 @@ def test_the_network_policy_lets_out_only_dns_the_api_server_and_the_digitalocea
     assert "NetworkPolicy" not in _kinds(helm.render())
     policy = one(helm.render(values={"networkPolicy": {"enabled": True}}), "NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
-    assert policy["spec"]["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+    assert policy["spec"]["ingress"] == [
+        {"ports": [{"port": 8080, "protocol": "TCP"}]},
+        {"ports": [{"port": 9090, "protocol": "TCP"}]},  # metrics, on by default
+    ]
     ports = [
         sorted((p["port"], p["protocol"]) for p in rule["ports"])
         for rule in policy["spec"]["egress"]
@@ -345,7 +364,7 @@ def test_rbac_and_the_service_account_can_be_left_to_others(helm: Helm) -> None:
             "crds": {"enabled": False},
         }
     )
-    assert _kinds(rendered) == ["Deployment"]
+    assert _kinds(rendered) == ["Deployment", "Service"]
     assert _deployment(rendered)["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
     binding = one(helm.render(values={"serviceAccount": {"name": "named"}}), "ClusterRoleBinding")
     assert binding["subjects"][0]["name"] == "named"
@@ -419,8 +438,8 @@ def _kubectl_apply_dry_run(bin_dir: Path, kubeconfig: Path, text: str) -> str:
 
 @pytest.mark.parametrize(
     "values",
-    [{}, HIGH_AVAILABILITY, "namespaced", "everything"],
-    ids=["default", "high availability", "namespaced", "everything on"],
+    [{}, HIGH_AVAILABILITY, "namespaced", "everything", METRICS_OFF],
+    ids=["default", "high availability", "namespaced", "everything on", "metrics off"],
 )
 def test_the_apiserver_accepts_what_the_chart_renders(
     helm: Helm, cluster: Cluster, bin_dir: Path, namespace: str, values: Any

@@ -264,7 +264,7 @@ def _prove_end_to_end(
     assert objects.kubeconfig_of(api, namespace, secret, "kubeconfig").startswith(b"apiVersion")
     access = objects.get_access(api, namespace, name)
     assert f"{GROUP}/daemon" in access["metadata"]["finalizers"]  # Kopf's patch was allowed
-    fetched = f"fetching a credential for {namespace}/{name}"
+    fetched = f"[{namespace}/{name}] fetching a credential"
     assert any(fetched in entry for entry in log_entries(process.log_path)), (
         f"this operator did not fetch (did another one?):\n{process.log_tail(60)}"
     )

@@ -96,7 +96,7 @@ def test_only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies(
         create_token_secret(api, namespace)
         apply_access(api, namespace, "ha", {"clusterID": CLUSTER_ID, "expirySeconds": 3600})
         wait_for_condition(api, namespace, "ha", "Ready", "True", "Issued")
-        fetch = f"fetching a credential for {namespace}/ha"
+        fetch = f"[{namespace}/ha] fetching a credential"
         assert fetch in _log(first)
         assert fetch not in _log(second)
 

@@ -50,7 +50,7 @@ def test_a_restart_with_fresh_secrets_makes_no_call_and_no_write(
     apply_access(api, namespace, "steady", {"clusterID": CLUSTER_ID, "expirySeconds": 3600})
     before = wait_for_condition(api, namespace, "steady", "Ready", "True", "Issued")
     secret_version = _secret_or_none(api, namespace, "steady-kubeconfig").metadata.resource_version
-    planned = f"{namespace}/steady: nothing to fetch until"
+    planned = f"[{namespace}/steady] nothing to fetch until"
     fetches = digitalocean.request_count("kubeconfig")
     plans_before = operator.log().count(planned)
 

@@ -24,4 +24,4 @@ def test_the_demo_runs_through_and_leaves_nothing_running(
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "doclusteraccess.doks-access.dev/prod condition met" in completed.stdout
     assert "authenticates against the API server: doks-emulator-admin" in completed.stdout
-    assert "fetching a credential for demo/prod: New" in (tmp_path / "operator.log").read_text()
+    assert "[demo/prod] fetching a credential (New)" in (tmp_path / "operator.log").read_text()

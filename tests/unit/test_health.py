@@ -37,3 +37,25 @@ async def test_an_endpoint_without_http_and_a_port_is_refused(endpoint: str) -> 
     with pytest.raises(ValueError, match="http://HOST:PORT/PATH"):
         async with health.serving(endpoint):
             pass
+
+
+def test_a_reconciliation_running_too_long_is_reported_stuck() -> None:
+    in_flight = {"ns/fresh": 800.0, "ns/hung": 600.0}
+    assert health.stuck(in_flight, now=600.0 + health.STUCK_AFTER) == []
+    assert health.stuck(in_flight, now=600.0 + health.STUCK_AFTER + 1) == ["ns/hung"]
+
+
+@pytest.mark.asyncio
+async def test_the_endpoint_fails_while_something_is_stuck() -> None:
+    port = _free_port()
+    problems = ["ns/hung"]
+    async with (
+        health.serving(f"http://127.0.0.1:{port}/healthz", problems=lambda: problems),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+    ):
+        stuck = await http.get("/healthz")
+        problems.clear()
+        recovered = await http.get("/healthz")
+    assert stuck.status_code == 500
+    assert stuck.json() == {"status": "stuck", "problems": ["ns/hung"]}
+    assert recovered.status_code == 200

@@ -43,3 +43,30 @@ def test_exceptions_are_kept_inside_the_one_line() -> None:
     entry = json.loads(logs.JsonFormatter().format(record))
 
     assert "ValueError: boom" in entry["exception"]
+
+
+def test_records_logged_while_an_object_is_reconciled_name_it() -> None:
+    handler = logs.handler(json_format=True)
+    token = logs.current_object.set("platform/prod")
+    try:
+        record = _record("renewed")
+        handler.filter(record)
+    finally:
+        logs.current_object.reset(token)
+    outside = _record("idle")
+    handler.filter(outside)
+
+    assert json.loads(handler.format(record))["object"] == "platform/prod"
+    assert "object" not in json.loads(handler.format(outside))
+
+
+def test_the_text_form_prefixes_the_object() -> None:
+    handler = logs.handler(json_format=False)
+    token = logs.current_object.set("platform/prod")
+    try:
+        record = _record("renewed")
+        handler.filter(record)
+    finally:
+        logs.current_object.reset(token)
+
+    assert handler.format(record).endswith("doks_access.reconcile: [platform/prod] renewed")

@@ -120,3 +120,23 @@ What the operator does in the namespaces it watches, and nothing more:
   resources: ["events"]
   verbs: ["create"]
 {{- end }}
+
+{{/*
+The metrics Service, and with it the job label Prometheus gives the operator's scrape targets when
+a ServiceMonitor finds them.
+*/}}
+{{- define "doks-access-operator.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "doks-access-operator.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
+The selector of the operator's scrape targets in Prometheus's up series: prometheusRule.upSelector,
+else the job and namespace the chart's ServiceMonitor gives them.
+*/}}
+{{- define "doks-access-operator.upSelector" -}}
+{{- if .Values.prometheusRule.upSelector }}
+{{- .Values.prometheusRule.upSelector }}
+{{- else }}
+{{- printf "job=%q, namespace=%q" (include "doks-access-operator.metricsServiceName" .) .Release.Namespace }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,312 @@
+"""The chart's alerting rules: a real PromQL parser accepts every expression, they use only the
+metrics the operator exports, ``promtool check rules`` accepts the rules file, and ``promtool test
+rules`` feeds each alert series that must make it fire and series that must not."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.alerts import contract
+from tests.alerts.conftest import NAMESPACE, RELEASE, render_rules
+from tests.chart.helm import Helm
+
+ALERTS = {
+    "DOKSAccessCredentialExpiringWhileRenewalsFail": ("warning", "10m"),
+    "DOKSAccessCredentialExpired": ("critical", None),
+    "DOKSAccessDigitalOceanErrors": ("warning", "15m"),
+    "DOKSAccessOperatorDown": ("critical", "5m"),
+}
+JOB = f"{RELEASE}-metrics"
+# promtool builds the whole of Prometheus on first use (see tools/promtool/build.sh).
+PROMTOOL_TIMEOUT = pytest.mark.timeout(1500)
+
+
+def _alerts(rules: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {rule["alert"]: rule for group in rules["groups"] for rule in group["rules"]}
+
+
+# --- parsed by a real PromQL parser ---------------------------------------------------------
+
+
+def test_the_chart_renders_the_four_alerts_with_their_severity_and_delay(
+    rules: dict[str, Any],
+) -> None:
+    alerts = _alerts(rules)
+    assert {name: (a["labels"]["severity"], a.get("for")) for name, a in alerts.items()} == ALERTS
+
+
+@pytest.mark.parametrize("alert", sorted(ALERTS))
+def test_every_expression_parses_and_uses_only_the_operators_metrics(
+    rules: dict[str, Any], alert: str
+) -> None:
+    expr = _alerts(rules)[alert]["expr"]
+    assert list(contract.selectors(expr)), expr  # it parses, and selects something
+    assert contract.unknown_references(expr) == []
+
+
+def test_an_invalid_expression_is_refused_by_the_parser() -> None:
+    # The parser is real: the tests above would catch a broken rule.
+    with pytest.raises(ValueError, match="parenthesis"):
+        list(contract.selectors("max by (namespace) (doks_access_ready"))
+    assert contract.unknown_references("doks_access_ready{reason='x'}") == [
+        "doks_access_ready has no label(s) ['reason']"
+    ]
+    assert contract.unknown_references("doks_access_expiry") == [
+        "unknown metric doks_access_expiry"
+    ]
+
+
+@pytest.mark.parametrize("alert", sorted(ALERTS))
+def test_every_alert_says_what_happened_and_what_to_do(rules: dict[str, Any], alert: str) -> None:
+    annotations = _alerts(rules)[alert]["annotations"]
+    assert set(annotations) == {"summary", "description"}
+    assert annotations["summary"].endswith(".")
+    # The description names a next step: a command to run or a thing to check.
+    assert re.search(r"kubectl|[Cc]heck", annotations["description"]), annotations["description"]
+
+
+def test_thresholds_and_the_operators_job_come_from_the_values(helm: Helm) -> None:
+    alerts = _alerts(
+        render_rules(
+            helm,
+            {
+                "expiringWithinSeconds": 3600,
+                "digitalOceanErrorRatio": 0.5,
+                "upSelector": 'job="doks-access"',
+                "alertLabels": {"team": "platform"},
+            },
+        )
+    )
+    assert "- time() < 3600\n" in alerts["DOKSAccessCredentialExpiringWhileRenewalsFail"]["expr"]
+    assert alerts["DOKSAccessDigitalOceanErrors"]["expr"].endswith("> 0.5")
+    assert alerts["DOKSAccessOperatorDown"]["expr"] == (
+        'max by (job, namespace) (up{job="doks-access"}) == 0\n  or absent(up{job="doks-access"})'
+    )
+    for name, alert in alerts.items():
+        assert contract.unknown_references(alert["expr"]) == [], name
+        assert alert["labels"] == {"severity": ALERTS[name][0], "team": "platform"}
+
+
+def test_by_default_operator_down_looks_for_the_service_monitors_job(
+    rules: dict[str, Any],
+) -> None:
+    expr = _alerts(rules)["DOKSAccessOperatorDown"]["expr"]
+    selector = f'up{{job="{JOB}", namespace="{NAMESPACE}"}}'
+    assert expr == f"max by (job, namespace) ({selector}) == 0\n  or absent({selector})"
+
+
+# --- promtool check rules and promtool test rules -------------------------------------------
+
+
+def _promtool(promtool: Path, *args: str, cwd: Path) -> str:
+    completed = subprocess.run(
+        [str(promtool), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert completed.returncode == 0, (
+        f"promtool {' '.join(args)}:\n{completed.stdout}{completed.stderr}"
+    )
+    return completed.stdout
+
+
+@PROMTOOL_TIMEOUT
+def test_promtool_accepts_the_rules_as_a_plain_rules_file(
+    promtool: Path, rules: dict[str, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    output = _promtool(promtool, "check", "rules", "--lint=all", "rules.yaml", cwd=tmp_path)
+    assert "SUCCESS: 4 rules found" in output
+
+
+def _series(metric: str, values: str, **labels: str) -> dict[str, str]:
+    matchers = ", ".join(f'{k}="{v}"' for k, v in labels.items())
+    return {"series": f"{metric}{{{matchers}}}", "values": values}
+
+
+def _expand(text: str, labels: dict[str, str], value: str = "") -> str:
+    """A rule's annotation as Prometheus renders it: labels substituted, ``$value`` as given."""
+    text = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], text)
+    return re.sub(r"\{\{ \$value \| \w+ \}\}", value, text)
+
+
+def _expected(
+    rules: dict[str, Any], alert: str, labels: dict[str, str], value: str = ""
+) -> dict[str, Any]:
+    rule = _alerts(rules)[alert]
+    return {
+        "exp_labels": {**rule["labels"], **labels},
+        "exp_annotations": {k: _expand(v, labels, value) for k, v in rule["annotations"].items()},
+    }
+
+
+def _promtool_test(
+    promtool: Path, rules: dict[str, Any], tests: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    (tmp_path / "tests.yaml").write_text(
+        yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests})
+    )
+    output = _promtool(promtool, "test", "rules", "tests.yaml", cwd=tmp_path)
+    assert "SUCCESS" in output
+
+
+EXPIRATION = "doks_access_credential_expiration_timestamp_seconds"
+FAILURES = "doks_access_consecutive_failures"
+TARGET = {"job": JOB, "instance": "10.0.0.7:9090"}
+
+
+def _object(namespace: str, name: str) -> dict[str, str]:
+    return {"namespace": namespace, "name": name, "cluster_id": f"{namespace}-{name}-id"}
+
+
+def _expiring_while_failing_input() -> list[dict[str, str]]:
+    # At 0s, 100000 seconds (27h46m40s) are left: within the default 2 days.
+    return [
+        # Must fire: expires soon, renewals fail from minute 2 on.
+        _series(EXPIRATION, "100000x30", **_object("team-a", "prod"), **TARGET),
+        _series(FAILURES, "0 0 1+1x28", **_object("team-a", "prod"), **TARGET),
+        # Expires soon, but its renewals succeed (it is not due yet).
+        _series(EXPIRATION, "100000x30", **_object("team-a", "staging"), **TARGET),
+        _series(FAILURES, "0x30", **_object("team-a", "staging"), **TARGET),
+        # Renewals fail, but the credential has months left.
+        _series(EXPIRATION, "10000000x30", **_object("team-b", "prod"), **TARGET),
+        _series(FAILURES, "0 0 1+1x28", **_object("team-b", "prod"), **TARGET),
+        # Expires soon; two renewals failed, the third succeeded: shorter than 10 minutes.
+        _series(EXPIRATION, "100000x30", **_object("team-b", "staging"), **TARGET),
+        _series(FAILURES, "0 0 1 2 0x26", **_object("team-b", "staging"), **TARGET),
+        # No credential yet (expiration 0) and failing: the Ready condition tells, not this alert.
+        _series(EXPIRATION, "0x30", **_object("team-c", "new"), **TARGET),
+        _series(FAILURES, "0 0 1+1x28", **_object("team-c", "new"), **TARGET),
+    ]
+
+
+@PROMTOOL_TIMEOUT
+def test_expiring_while_renewals_fail_fires_only_after_ten_minutes_of_failures_near_expiry(
+    promtool: Path, rules: dict[str, Any], tmp_path: Path
+) -> None:
+    alert = "DOKSAccessCredentialExpiringWhileRenewalsFail"
+    # At 15m: 100000 - 900 seconds left.
+    firing = _expected(rules, alert, _object("team-a", "prod"), "1d 3h 31m 40s")
+    test = {
+        "interval": "1m",
+        "input_series": _expiring_while_failing_input(),
+        "alert_rule_test": [
+            {"eval_time": "11m", "alertname": alert, "exp_alerts": []},  # failing for 9 minutes
+            {"eval_time": "15m", "alertname": alert, "exp_alerts": [firing]},
+            {"eval_time": "15m", "alertname": "DOKSAccessCredentialExpired", "exp_alerts": []},
+        ],
+    }
+    _promtool_test(promtool, rules, [test], tmp_path)
+
+
+@PROMTOOL_TIMEOUT
+def test_a_shorter_expiry_threshold_from_the_values_is_what_the_alert_uses(
+    promtool: Path, helm: Helm, tmp_path: Path
+) -> None:
+    rules = render_rules(helm, {"expiringWithinSeconds": 86400})  # 100000 s left is not within
+    alert = "DOKSAccessCredentialExpiringWhileRenewalsFail"
+    test = {
+        "interval": "1m",
+        "input_series": _expiring_while_failing_input(),
+        "alert_rule_test": [{"eval_time": "25m", "alertname": alert, "exp_alerts": []}],
+    }
+    _promtool_test(promtool, rules, [test], tmp_path)
+
+
+@PROMTOOL_TIMEOUT
+def test_credential_expired_fires_once_the_expiration_time_has_passed(
+    promtool: Path, rules: dict[str, Any], tmp_path: Path
+) -> None:
+    alert = "DOKSAccessCredentialExpired"
+    standby = {"job": JOB, "instance": "10.0.0.8:9090"}
+    test = {
+        "interval": "1m",
+        "input_series": [
+            # Must fire: expires at 10m, never renewed.
+            _series(EXPIRATION, "600x20", **_object("team-a", "prod"), **TARGET),
+            # Two replicas report it; the newer credential (from the leader) counts.
+            _series(EXPIRATION, "600x20", **_object("team-b", "prod"), **standby),
+            _series(EXPIRATION, "10000000x20", **_object("team-b", "prod"), **TARGET),
+            # No credential yet.
+            _series(EXPIRATION, "0x20", **_object("team-c", "new"), **TARGET),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "9m", "alertname": alert, "exp_alerts": []},
+            {
+                "eval_time": "11m",
+                "alertname": alert,
+                "exp_alerts": [_expected(rules, alert, _object("team-a", "prod"))],
+            },
+        ],
+    }
+    _promtool_test(promtool, rules, [test], tmp_path)
+
+
+@PROMTOOL_TIMEOUT
+def test_digitalocean_errors_fire_when_sustained_and_not_for_one_error_or_a_low_ratio(
+    promtool: Path, rules: dict[str, Any], tmp_path: Path
+) -> None:
+    alert = "DOKSAccessDigitalOceanErrors"
+    requests = "doks_access_digitalocean_requests_total"
+    test = {
+        "interval": "1m",
+        "input_series": [
+            # Must fire: half of the kubeconfig requests get a 503, minute after minute.
+            _series(requests, "0+1x60", endpoint="kubeconfig", code="200", **TARGET),
+            _series(requests, "0+1x60", endpoint="kubeconfig", code="503", **TARGET),
+            # One 429 among many successes.
+            _series(requests, "0+1x60", endpoint="list_clusters", code="200", **TARGET),
+            _series(requests, "0x10 1x50", endpoint="list_clusters", code="429", **TARGET),
+            # Errors all the time, but 1 in 10: below the default 20%.
+            _series(requests, "0+9x60", endpoint="get_cluster", code="200", **TARGET),
+            _series(requests, "0+1x60", endpoint="get_cluster", code="500", **TARGET),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "14m", "alertname": alert, "exp_alerts": []},
+            {
+                "eval_time": "30m",
+                "alertname": alert,
+                "exp_alerts": [_expected(rules, alert, {"endpoint": "kubeconfig"}, "50%")],
+            },
+        ],
+    }
+    _promtool_test(promtool, rules, [test], tmp_path)
+
+
+@PROMTOOL_TIMEOUT
+def test_operator_down_fires_when_no_target_of_its_job_is_up_for_five_minutes(
+    promtool: Path, rules: dict[str, Any], tmp_path: Path
+) -> None:
+    alert = "DOKSAccessOperatorDown"
+    ours = {"job": JOB, "namespace": NAMESPACE}
+    firing = _expected(rules, alert, ours)
+    other_job = _series("up", "1x30", job="something-else", namespace=NAMESPACE, instance="x")
+    tests = [
+        {  # The only replica goes down at 3m.
+            "interval": "1m",
+            "input_series": [_series("up", "1 1 1 0x27", **ours, instance="a"), other_job],
+            "alert_rule_test": [
+                {"eval_time": "7m", "alertname": alert, "exp_alerts": []},
+                {"eval_time": "9m", "alertname": alert, "exp_alerts": [firing]},
+            ],
+        },
+        {  # Of two replicas one goes down: the other still works.
+            "interval": "1m",
+            "input_series": [
+                _series("up", "1 1 1 0x27", **ours, instance="a"),
+                _series("up", "1x30", **ours, instance="b"),
+            ],
+            "alert_rule_test": [{"eval_time": "20m", "alertname": alert, "exp_alerts": []}],
+        },
+        {  # Prometheus never found the operator.
+            "interval": "1m",
+            "input_series": [other_job],
+            "alert_rule_test": [{"eval_time": "6m", "alertname": alert, "exp_alerts": [firing]}],
+        },
+    ]
+    _promtool_test(promtool, rules, tests, tmp_path)
