@@ -88,6 +88,17 @@ def test_metrics_follow_issue_failure_and_deletion(
     assert successes >= 1
     assert (_value(issued, "doks_access_managed_objects") or 0) >= 1
 
+    request_refresh(api, namespace, "watched", "renew")
+    renewed = kube.eventually(
+        lambda: (
+            (s := _scrape(operator))
+            and (_value(s, "doks_access_renewals_total", result="success") or 0) > successes
+            and s
+        ),
+        what="a successful renewal to be counted",
+    )
+    assert (_value(renewed, "doks_access_kubernetes_writes_total", kind="Secret") or 0) >= 2
+
     fault = digitalocean.add_fault(Fault(kind="status", status=500, endpoint="kubeconfig"))
     try:
         request_refresh(api, namespace, "watched", "fail")
