@@ -29,33 +29,37 @@ from doks_access_testkit.processes import ManagedProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 NAMESPACE = "demo"
-SAMPLE = textwrap.dedent(
-    f"""\
-    apiVersion: v1
-    kind: Namespace
-    metadata:
-      name: {NAMESPACE}
-    ---
-    apiVersion: v1
-    kind: Secret
-    metadata:
-      name: digitalocean-api
-      namespace: {NAMESPACE}
-    stringData:
-      token: {DEMO_TOKEN}
-    ---
-    apiVersion: doks-access.dev/v1alpha1
-    kind: DOClusterAccess
-    metadata:
-      name: prod
-      namespace: {NAMESPACE}
-    spec:
-      clusterID: {DEMO_CLUSTER_IDS["prod-cluster-01"]}
-      expirySeconds: 60
-      tokenSecretRef:
-        name: digitalocean-api
-    """
-)
+
+
+def _sample(*, token: str, cluster_id: str, expiry_seconds: int) -> str:
+    """The demo's namespace, token Secret and DOClusterAccess."""
+    return textwrap.dedent(
+        f"""\
+        apiVersion: v1
+        kind: Namespace
+        metadata:
+          name: {NAMESPACE}
+        ---
+        apiVersion: v1
+        kind: Secret
+        metadata:
+          name: digitalocean-api
+          namespace: {NAMESPACE}
+        stringData:
+          token: {token}
+        ---
+        apiVersion: doks-access.dev/v1alpha1
+        kind: DOClusterAccess
+        metadata:
+          name: prod
+          namespace: {NAMESPACE}
+        spec:
+          clusterID: {cluster_id}
+          expirySeconds: {expiry_seconds}
+          tokenSecretRef:
+            name: digitalocean-api
+        """
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,13 +68,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", type=Path, default=Path(".demo"), help="where to write kubeconfigs and logs"
     )
+    parser.add_argument(
+        "--cluster-id",
+        help="use the real DigitalOcean API for this DOKS cluster, with the token in "
+        "$DIGITALOCEAN_ACCESS_TOKEN, in the cluster $KUBECONFIG names (credentials live 1 h)",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     args.workdir.mkdir(parents=True, exist_ok=True)
     try:
         with contextlib.ExitStack() as stack:
-            _run(stack, workdir=args.workdir.resolve(), once=args.once)
+            if args.cluster_id:
+                _run_real(stack, workdir=args.workdir.resolve(), cluster_id=args.cluster_id)
+            else:
+                _run(stack, workdir=args.workdir.resolve(), once=args.once)
     except KeyboardInterrupt:
         _say("stopped")
     return 0
@@ -90,10 +102,17 @@ def _run(stack: contextlib.ExitStack, *, workdir: Path, once: bool) -> None:
     kubectl = _kubectl(bin_dir, kubeconfig)
     kubectl("apply", "-f", str(REPO_ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd/doclusteraccesses.doks-access.dev")
-    operator = _start_operator(emulator, kubeconfig, workdir / "operator.log")
+    api = {
+        "DOKS_ACCESS_DIGITALOCEAN_API_URL": emulator.api_url,
+        "DOKS_ACCESS_DIGITALOCEAN_CA_FILE": str(emulator.ca_file),
+    }
+    operator = _start_operator(kubeconfig, workdir / "operator.log", api=api)
     stack.callback(operator.stop)
     _say(f"operator running; log: {workdir / 'operator.log'}")
-    kubectl("apply", "-f", "-", stdin=SAMPLE)
+    sample = _sample(
+        token=DEMO_TOKEN, cluster_id=DEMO_CLUSTER_IDS["prod-cluster-01"], expiry_seconds=60
+    )
+    kubectl("apply", "-f", "-", stdin=sample)
     kubectl("wait", "--for=condition=Ready", "doca/prod", "-n", NAMESPACE, "--timeout=60s")
     kubectl("get", "doca", "-n", NAMESPACE)
     _prove_secret(kubectl, bin_dir)
@@ -104,6 +123,30 @@ def _run(stack: contextlib.ExitStack, *, workdir: Path, once: bool) -> None:
         f"  {bin_dir / 'kubectl'} --kubeconfig {kubeconfig} get doca -n {NAMESPACE} -w\n"
         "press Ctrl-C to stop"
     )
+    _follow_renewals(kubectl, bin_dir)
+
+
+def _run_real(stack: contextlib.ExitStack, *, workdir: Path, cluster_id: str) -> None:
+    """The same walk-through against a real cluster and the real DigitalOcean API."""
+    token = os.environ.get("DIGITALOCEAN_ACCESS_TOKEN", "")
+    kubeconfig = Path(os.environ.get("KUBECONFIG", ""))
+    if not token or not kubeconfig.is_file():
+        raise SystemExit("--cluster-id needs $DIGITALOCEAN_ACCESS_TOKEN and $KUBECONFIG (a file)")
+    bin_dir = control_plane_bin_dir()
+    kubectl = _kubectl(bin_dir, kubeconfig)
+    kubectl("apply", "-f", str(REPO_ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "crd/doclusteraccesses.doks-access.dev")
+    operator = _start_operator(kubeconfig, workdir / "operator.log", api={})
+    stack.callback(operator.stop)
+    _say(f"operator running; log: {workdir / 'operator.log'}")
+    # An hour: every fetch mints a token DigitalOcean cannot revoke; do not pile them up.
+    kubectl(
+        "apply", "-f", "-", stdin=_sample(token=token, cluster_id=cluster_id, expiry_seconds=3600)
+    )
+    kubectl("wait", "--for=condition=Ready", "doca/prod", "-n", NAMESPACE, "--timeout=120s")
+    kubectl("get", "doca", "-n", NAMESPACE)
+    _prove_secret(kubectl, bin_dir)
+    _say("press Ctrl-C to stop; the Secret and the DOClusterAccess stay in namespace demo")
     _follow_renewals(kubectl, bin_dir)
 
 
@@ -167,16 +210,12 @@ def _kubectl(bin_dir: Path, kubeconfig: Path) -> _Kubectl:
     return _Kubectl(bin_dir / "kubectl", kubeconfig)
 
 
-def _start_operator(emulator: Emulator, kubeconfig: Path, log_path: Path) -> ManagedProcess:
+def _start_operator(kubeconfig: Path, log_path: Path, *, api: dict[str, str]) -> ManagedProcess:
     return ManagedProcess(
         name="doks-access",
         args=[sys.executable, "-m", "doks_access", "run", f"--kubeconfig={kubeconfig}"],
         log_path=log_path,
-        env={
-            **os.environ,
-            "DOKS_ACCESS_DIGITALOCEAN_API_URL": emulator.api_url,
-            "DOKS_ACCESS_DIGITALOCEAN_CA_FILE": str(emulator.ca_file),
-        },
+        env={**os.environ, **api},
     )
 
 
