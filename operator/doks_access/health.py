@@ -13,10 +13,11 @@ election the process serves :func:`serving` instead, with the same check.
 from __future__ import annotations
 
 import contextlib
-import urllib.parse
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
+
+from doks_access import endpoints
 
 STUCK_AFTER = 300.0  # seconds one reconciliation may take before the operator counts as stuck
 
@@ -26,15 +27,11 @@ def stuck(in_flight: Mapping[str, float], *, now: float, limit: float = STUCK_AF
     return sorted(key for key, started in in_flight.items() if now - started > limit)
 
 
-@contextlib.asynccontextmanager
-async def serving(
+def serving(
     endpoint: str, *, problems: Callable[[], list[str]] = list
-) -> AsyncIterator[None]:
+) -> contextlib.AbstractAsyncContextManager[None]:
     """Serve ``GET <path>`` at ``endpoint`` (e.g. ``http://0.0.0.0:8080/healthz``): 200, or 500
     naming what ``problems`` reports."""
-    url = urllib.parse.urlsplit(endpoint)
-    if url.scheme != "http" or url.port is None:
-        raise ValueError(f"a liveness endpoint is http://HOST:PORT/PATH, not {endpoint!r}")
 
     async def alive(request: web.Request) -> web.Response:
         del request
@@ -43,12 +40,4 @@ async def serving(
             return web.json_response({"status": "stuck", "problems": found}, status=500)
         return web.json_response({"status": "alive"})
 
-    app = web.Application()
-    app.router.add_get(url.path or "/", alive)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, url.hostname or "0.0.0.0", url.port).start()  # noqa: S104
-        yield
-    finally:
-        await runner.cleanup()
+    return endpoints.serve(endpoint, alive, what="liveness")

@@ -15,12 +15,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import urllib.parse
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from doks_access import endpoints
 
 OBJECT_LABELS = ("namespace", "name", "cluster_id")
 READY_VALUES = ("True", "False", "Unknown")
@@ -166,12 +166,8 @@ class Metrics:
         self.expired.set(sum(1 for _, expired in self._objects.values() if expired))
 
 
-@contextlib.asynccontextmanager
-async def serving(metrics: Metrics, endpoint: str) -> AsyncIterator[None]:
+def serving(metrics: Metrics, endpoint: str) -> contextlib.AbstractAsyncContextManager[None]:
     """Serve the exposition at ``endpoint`` (e.g. ``http://0.0.0.0:9090/metrics``)."""
-    url = urllib.parse.urlsplit(endpoint)
-    if url.scheme != "http" or url.port is None:
-        raise ValueError(f"a metrics endpoint is http://HOST:PORT/PATH, not {endpoint!r}")
 
     async def scrape(request: web.Request) -> web.Response:
         del request
@@ -179,12 +175,4 @@ async def serving(metrics: Metrics, endpoint: str) -> AsyncIterator[None]:
             body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
-    app = web.Application()
-    app.router.add_get(url.path or "/metrics", scrape)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, url.hostname or "0.0.0.0", url.port).start()  # noqa: S104
-        yield
-    finally:
-        await runner.cleanup()
+    return endpoints.serve(endpoint, scrape, what="metrics")
