@@ -29,8 +29,11 @@ reports_version() {  # binary, expected substring
     kubectl) flag="version --client --output=json" ;;
     helm) flag="version" ;;
   esac
+  local output
+  # Read all the output before matching: with pipefail, `grep -q` stopping early would kill the
+  # writer with SIGPIPE and make a good binary look wrong.
   # shellcheck disable=SC2086 # the flags are split on purpose
-  [ -x "$1" ] && "$1" $flag 2>/dev/null | grep -qF -- "$2"
+  [ -x "$1" ] && output="$("$1" $flag 2>/dev/null)" && grep -qF -- "$2" <<<"$output"
 }
 
 build_date="2026-01-01T00:00:00Z"  # fixed so that builds are reproducible

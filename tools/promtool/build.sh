@@ -21,7 +21,9 @@ export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 
 log() { printf '[promtool] %s\n' "$*" >&2; }
 
-if [ -x "$binary" ] && "$binary" --version 2>/dev/null | grep -qF "promtool, version $PROMETHEUS_VERSION "; then
+# The whole output is read before matching: `grep -q` in a pipe could SIGPIPE the binary.
+if [ -x "$binary" ] && reported="$("$binary" --version 2>/dev/null)" \
+  && grep -qF "promtool, version $PROMETHEUS_VERSION " <<<"$reported"; then
   echo "$binary"
   exit 0
 fi
