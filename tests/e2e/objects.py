@@ -8,7 +8,8 @@ from typing import Any
 
 from kubernetes import client, config
 
-from doks_access_testkit.emulator import DEMO_CLUSTER_IDS, DEMO_TOKEN
+from doks_access_testkit.emulator import DEMO_CLUSTER_IDS, DEMO_TOKEN, Emulator
+from doks_access_testkit.emulator.state import Cluster as EmulatedCluster
 from tests import kube
 
 GROUP, VERSION, PLURAL = "doks-access.dev", "v1alpha1", "doclusteraccesses"
@@ -97,3 +98,18 @@ def request_refresh(api: client.ApiClient, namespace: str, name: str, value: str
     """Set ``doks-access.dev/refresh-requested-at``, the manual trigger."""
     annotations = {"doks-access.dev/refresh-requested-at": value}
     patch_access(api, namespace, name, {"metadata": {"annotations": annotations}})
+
+
+def solo_cluster(api: client.ApiClient, namespace: str, digitalocean: Emulator) -> str:
+    """A cluster only this test's objects use (an account and token of its own, the token Secret
+    created): the emulator's counts for it are this test's alone, whatever else is running."""
+    account = f"solo-{namespace}"
+    token = digitalocean.add_token(account=account)
+    cluster = digitalocean.add_cluster(EmulatedCluster(name="solo", account=account))
+    create_token_secret(api, namespace, token=token.token)
+    return cluster.id
+
+
+def fetches_for(digitalocean: Emulator, cluster_id: str) -> int:
+    """Kubeconfigs the emulator has minted for the cluster."""
+    return len(digitalocean.issued_credentials(cluster_id=cluster_id))

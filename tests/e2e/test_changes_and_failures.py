@@ -18,10 +18,12 @@ from tests.e2e.objects import (
     condition,
     create_token_secret,
     events_of,
+    fetches_for,
     get_access,
     kubeconfig_of,
     patch_access,
     request_refresh,
+    solo_cluster,
     wait_for_condition,
     whoami,
 )
@@ -51,7 +53,9 @@ def _ready(api: client.ApiClient, namespace: str, name: str, spec: dict[str, obj
 def test_a_credential_shaping_spec_change_fetches_at_once(
     api: client.ApiClient, namespace: str, digitalocean: Emulator
 ) -> None:
-    _ready(api, namespace, "reshaped", {})
+    cluster_id = solo_cluster(api, namespace, digitalocean)
+    apply_access(api, namespace, "reshaped", {"clusterID": cluster_id, "expirySeconds": 3600})
+    wait_for_condition(api, namespace, "reshaped", "Ready", "True", "Issued")
     before = _credential(api, namespace, "reshaped")
 
     patch_access(api, namespace, "reshaped", {"spec": {"expirySeconds": 7200}})
@@ -63,9 +67,9 @@ def test_a_credential_shaping_spec_change_fetches_at_once(
     annotations = secret.metadata.annotations
     issued = annotations["doks-access.dev/issued-at"]
     assert issued == obj["status"]["issuedAt"].replace("+00:00", "Z")
-    assert digitalocean.issued_credentials(cluster_id=CLUSTER_ID)[-1].expires_at - (
-        digitalocean.issued_credentials(cluster_id=CLUSTER_ID)[-1].issued_at
-    ) == pytest.approx(7200, abs=1)
+    first, second = digitalocean.issued_credentials(cluster_id=cluster_id)
+    assert first.expires_at - first.issued_at == pytest.approx(3600, abs=1)
+    assert second.expires_at - second.issued_at == pytest.approx(7200, abs=1)
 
 
 def test_a_label_change_is_applied_without_a_new_credential(
@@ -94,17 +98,19 @@ def test_a_label_change_is_applied_without_a_new_credential(
 def test_the_refresh_annotation_fetches_a_new_credential_once(
     api: client.ApiClient, namespace: str, digitalocean: Emulator
 ) -> None:
-    _ready(api, namespace, "manual", {})
+    cluster_id = solo_cluster(api, namespace, digitalocean)
+    apply_access(api, namespace, "manual", {"clusterID": cluster_id, "expirySeconds": 3600})
+    wait_for_condition(api, namespace, "manual", "Ready", "True", "Issued")
     before = _credential(api, namespace, "manual")
     annotation = {"doks-access.dev/refresh-requested-at": "2026-11-28T12:00:00Z"}
 
     patch_access(api, namespace, "manual", {"metadata": {"annotations": annotation}})
 
     _reissued(api, namespace, "manual", before)
-    fetches = digitalocean.request_count("kubeconfig")
+    fetches = fetches_for(digitalocean, cluster_id)
     patch_access(api, namespace, "manual", {"metadata": {"labels": {"unrelated": "change"}}})
     time.sleep(2)  # give a wrongly repeated refresh the time to happen
-    assert digitalocean.request_count("kubeconfig") == fetches
+    assert fetches_for(digitalocean, cluster_id) == fetches == 2
 
 
 def test_an_edited_secret_is_restored(

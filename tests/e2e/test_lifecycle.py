@@ -24,9 +24,11 @@ from tests.e2e.objects import (
     condition,
     create_token_secret,
     events_of,
+    fetches_for,
     get_access,
     kubeconfig_of,
     patch_access,
+    solo_cluster,
     wait_for_condition,
     whoami,
 )
@@ -46,12 +48,12 @@ def _secret_or_none(api: client.ApiClient, namespace: str, name: str) -> client.
 def test_a_restart_with_fresh_secrets_makes_no_call_and_no_write(
     api: client.ApiClient, namespace: str, digitalocean: Emulator, operator: OperatorRunner
 ) -> None:
-    create_token_secret(api, namespace)
-    apply_access(api, namespace, "steady", {"clusterID": CLUSTER_ID, "expirySeconds": 3600})
+    cluster_id = solo_cluster(api, namespace, digitalocean)
+    apply_access(api, namespace, "steady", {"clusterID": cluster_id, "expirySeconds": 3600})
     before = wait_for_condition(api, namespace, "steady", "Ready", "True", "Issued")
     secret_version = _secret_or_none(api, namespace, "steady-kubeconfig").metadata.resource_version
     planned = f"[{namespace}/steady] nothing to fetch until"
-    fetches = digitalocean.request_count("kubeconfig")
+    fetches = fetches_for(digitalocean, cluster_id)
     plans_before = operator.log().count(planned)
 
     operator.restart()
@@ -60,7 +62,7 @@ def test_a_restart_with_fresh_secrets_makes_no_call_and_no_write(
         lambda: operator.log().count(planned) > plans_before,
         what="the restarted operator to re-plan the object from its Secret",
     )
-    assert digitalocean.request_count("kubeconfig") == fetches
+    assert fetches_for(digitalocean, cluster_id) == fetches == 1
     after = get_access(api, namespace, "steady")
     assert after["status"] == before["status"]
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
@@ -100,14 +102,13 @@ def test_an_expired_credential_turns_ready_false_and_stays_in_place(
 def test_a_suspended_object_fetches_nothing(
     api: client.ApiClient, namespace: str, digitalocean: Emulator
 ) -> None:
-    create_token_secret(api, namespace)
-    fetches = digitalocean.request_count("kubeconfig")
+    cluster_id = solo_cluster(api, namespace, digitalocean)
 
-    apply_access(api, namespace, "paused", {"clusterID": CLUSTER_ID, "suspend": True})
+    apply_access(api, namespace, "paused", {"clusterID": cluster_id, "suspend": True})
 
     obj = wait_for_condition(api, namespace, "paused", "Ready", "False", "Suspended")
     assert _secret_or_none(api, namespace, "paused-kubeconfig") is None
-    assert digitalocean.request_count("kubeconfig") == fetches
+    assert fetches_for(digitalocean, cluster_id) == 0
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
 
 

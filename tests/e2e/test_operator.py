@@ -25,9 +25,11 @@ from tests.e2e.objects import (
     condition,
     create_token_secret,
     events_of,
+    fetches_for,
     get_access,
     kubeconfig_of,
     request_refresh,
+    solo_cluster,
     wait_for_condition,
     whoami,
 )
@@ -38,15 +40,14 @@ pytestmark = pytest.mark.usefixtures("operator")
 def test_a_new_object_gets_a_working_credential_and_becomes_ready(
     api: client.ApiClient, namespace: str, digitalocean: Emulator, tmp_path: Path
 ) -> None:
-    create_token_secret(api, namespace)
-    issued_before = len(digitalocean.issued_credentials(cluster_id=CLUSTER_ID))
+    cluster_id = solo_cluster(api, namespace, digitalocean)
 
-    apply_access(api, namespace, "prod", {"clusterID": CLUSTER_ID, "expirySeconds": 3600})
+    apply_access(api, namespace, "prod", {"clusterID": cluster_id, "expirySeconds": 3600})
 
     obj = wait_for_condition(api, namespace, "prod", "Ready", "True", "Issued")
     status = obj["status"]
     assert status["secretName"] == "prod-kubeconfig"
-    assert status["clusterID"] == CLUSTER_ID
+    assert status["clusterID"] == cluster_id
     assert status["server"].startswith("https://127.0.0.1:")
     issued = datetime.datetime.fromisoformat(status["issuedAt"])
     expires = datetime.datetime.fromisoformat(status["expiresAt"])
@@ -62,7 +63,7 @@ def test_a_new_object_gets_a_working_credential_and_becomes_ready(
     assert "kopf" not in obj["status"]
     raw = kubeconfig_of(api, namespace, "prod-kubeconfig", "kubeconfig")
     assert whoami(raw, tmp_path) == EMULATOR_USER
-    assert len(digitalocean.issued_credentials(cluster_id=CLUSTER_ID)) == issued_before + 1
+    assert fetches_for(digitalocean, cluster_id) == 1
     kube.eventually(
         lambda: ("Normal", "Issued") in events_of(api, namespace, "prod"),
         what="the Issued event",
