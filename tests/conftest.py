@@ -19,6 +19,7 @@ import os
 import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -34,6 +35,8 @@ EXTERNAL_KUBECONFIG_ENV = "DOKS_ACCESS_TEST_KUBECONFIG"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO_ROOT / "crds"
 
+# Operators the end-to-end tests run for the whole session (stoppable, see fresh_digitalocean).
+SESSION_OPERATORS: list[Any] = []
 # Process groups of every control plane started in this session, checked once the session ends.
 _started_process_groups: list[tuple[str, int]] = []
 
@@ -100,7 +103,10 @@ def digitalocean(cluster: Cluster) -> Emulator:
 
 @pytest.fixture
 def fresh_digitalocean(digitalocean: Emulator) -> Iterator[Emulator]:
-    """The session emulator with no faults, zeroed counters and empty rate-limit windows."""
+    """The session emulator with no faults, zeroed counters and empty rate-limit windows, and no
+    operator of the end-to-end tests calling it (their ``operator`` fixture starts it again)."""
+    for operator in SESSION_OPERATORS:
+        operator.stop()
     digitalocean.clear_faults()
     digitalocean.reset_stats()
     digitalocean.reset_rate_limits()

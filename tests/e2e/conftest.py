@@ -13,7 +13,7 @@ import pytest
 from doks_access_testkit.controlplane import free_port
 from doks_access_testkit.emulator import Emulator
 from doks_access_testkit.processes import ManagedProcess
-from tests.conftest import Cluster
+from tests.conftest import SESSION_OPERATORS, Cluster
 
 
 class OperatorRunner:
@@ -46,8 +46,15 @@ class OperatorRunner:
         return self.log_path.read_text(errors="replace")
 
 
+@pytest.fixture
+def operator(session_operator: OperatorRunner) -> OperatorRunner:
+    """The session's operator, running (started again if a test before stopped it)."""
+    session_operator.start()
+    return session_operator
+
+
 @pytest.fixture(scope="session")
-def operator(
+def session_operator(
     cluster: Cluster,
     digitalocean: Emulator,
     crds: list[str],
@@ -74,6 +81,7 @@ def operator(
         log_path=tmp_path_factory.mktemp("operator") / "operator.log",
         metrics_url=metrics_url,
     )
+    SESSION_OPERATORS.append(runner)
     try:
         yield runner
     finally:
