@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import inspect
 import os
-import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -124,15 +123,8 @@ def api(cluster: Cluster) -> Iterator[client.ApiClient]:
 @pytest.fixture
 def namespace(api: client.ApiClient) -> Iterator[str]:
     """A fresh namespace for one test, deleted afterwards (without waiting for it to go)."""
-    name = f"test-{uuid.uuid4().hex[:10]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace(
-        client.V1Namespace(
-            metadata=client.V1ObjectMeta(name=name, labels={"doks-access.dev/test": "true"})
-        )
-    )
-    yield name
-    kube.delete_ignoring_absence(lambda: core.delete_namespace(name))
+    with kube.fresh_namespace(api) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from kubernetes import client
@@ -76,3 +78,19 @@ def apply_crd(api: client.ApiClient, document: dict[str, Any]) -> str:
 
     eventually(established, what=f"CRD {name} to be Established")
     return name
+
+
+@contextlib.contextmanager
+def fresh_namespace(api: client.ApiClient) -> Iterator[str]:
+    """A new namespace ``test-<random>`` while inside; deleted after (without waiting for it)."""
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name, labels={"doks-access.dev/test": "true"})
+        )
+    )
+    try:
+        yield name
+    finally:
+        delete_ignoring_absence(lambda: core.delete_namespace(name))

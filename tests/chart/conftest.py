@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,15 +37,8 @@ def cluster_helm(helm: Helm, cluster: Cluster) -> Helm:
 @pytest.fixture
 def other_namespace(api: client.ApiClient) -> Iterator[str]:
     """A second fresh namespace, for a release that watches a namespace other than its own."""
-    name = f"test-{uuid.uuid4().hex[:10]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace(
-        client.V1Namespace(
-            metadata=client.V1ObjectMeta(name=name, labels={"doks-access.dev/test": "true"})
-        )
-    )
-    yield name
-    kube.delete_ignoring_absence(lambda: core.delete_namespace(name))
+    with kube.fresh_namespace(api) as name:
+        yield name
 
 
 @contextlib.contextmanager
