@@ -12,7 +12,7 @@ CONTROLPLANE_BUILD := tools/controlplane/build.sh
 PROMTOOL_BUILD := tools/promtool/build.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help venv controlplane promtool lint format types imports check test unit demo lock clean
+.PHONY: help venv controlplane promtool lint format types imports check test unit demo bench lock clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -58,10 +58,13 @@ unit: venv  ## Only the tests that need no cluster.
 demo: venv controlplane  ## Offline demo: emulator + control plane + operator + a sample (Ctrl-C stops).
 	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" $(BIN)/doks-access-demo
 
+bench: venv controlplane  ## Benchmarks (about 40 min): prints a table, writes .bench/results.json.
+	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" $(BIN)/python -m bench $(BENCH_ARGS)
+
 lock: venv  ## Re-resolve constraints.txt from the pyproject files (needs uv in the venv).
 	$(BIN)/python -m pip install --quiet uv==0.13.9
 	$(BIN)/uv pip compile --python-version 3.11 pyproject.toml tools/testkit/pyproject.toml \
 		requirements-build.in --extra dev --no-emit-package doks-access-operator -o constraints.txt
 
 clean:  ## Remove the virtualenv and caches (the control-plane cache lives outside the repo).
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .controlplane .demo
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .controlplane .demo .bench

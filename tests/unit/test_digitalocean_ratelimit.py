@@ -85,6 +85,29 @@ def test_a_full_minute_window_waits_for_its_oldest_request_to_leave() -> None:
     assert token_budget.delay(60.05) == 0  # and then room for the one sent at 0.1 too
 
 
+def test_a_request_counts_from_its_answer_once_answered() -> None:
+    # DigitalOcean counted each of them when it arrived, at most 2 s after it was sent: the slots
+    # free up 60 s after the answers, not after the sending.
+    token_budget = budget()
+    for _ in range(225):
+        token_budget.record(0)
+    for _ in range(225):
+        token_budget.settle(0, 2)
+
+    assert token_budget.delay(60) == 2
+    assert token_budget.delay(62) == 0
+
+
+def test_a_request_still_unanswered_a_minute_later_counts_again_from_its_answer() -> None:
+    token_budget = budget(per_minute=1, safety_margin=0)
+    token_budget.record(0)
+    assert token_budget.delay(61) == 0  # out of the window by its sending time
+
+    token_budget.settle(0, 61)
+
+    assert token_budget.delay(61) == 60
+
+
 def test_a_full_hour_window_waits_for_its_oldest_request_to_leave() -> None:
     token_budget = budget()
     for minute in range(20):
@@ -209,9 +232,9 @@ async def test_the_226th_request_in_a_minute_waits_until_the_first_leaves_the_wi
     for _ in range(225):
         assert await limiter.acquire(token=API_TOKEN) == 0
 
-    waited = await limiter.acquire(token=API_TOKEN)
+    counted_at = await limiter.acquire(token=API_TOKEN)
 
-    assert waited == 60
+    assert counted_at == 60
     assert loop.time() == 60
 
 
@@ -264,7 +287,7 @@ async def test_a_cancelled_wait_does_not_count_as_a_request() -> None:
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(limiter.acquire(token=API_TOKEN), timeout=10)
 
-    assert await limiter.acquire(token=API_TOKEN) == 50  # at 60, not at 120
+    assert await limiter.acquire(token=API_TOKEN) == 60  # not 120: the cancelled one never counted
 
 
 @pytest.mark.asyncio
@@ -367,6 +390,41 @@ async def test_a_429_holds_back_every_request_with_that_token(
         f"Bearer {OTHER_TOKEN}",
         f"Bearer {API_TOKEN}",
     ]
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_a_request_counts_against_the_minute_until_it_is_answered(
+    client: DigitalOceanClient, digitalocean: FakeDigitalOcean
+) -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(2)  # DigitalOcean takes 2 s to answer each request of the burst
+        return cluster_reply()
+
+    digitalocean.script(slow)
+
+    await asyncio.gather(*(get_clusters(client, count=1) for _ in range(226)))
+
+    assert digitalocean.request_times == [0] * 225 + [62]
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_a_burst_limit_429_holds_back_for_its_retry_after_not_for_the_hour(
+    make_client: MakeClient, digitalocean: FakeDigitalOcean
+) -> None:
+    # DigitalOcean's burst-limit 429 reports no quota left and an hourly reset half an hour away.
+    client = make_client(retry_policy=RetryPolicy(attempts=1))
+    throttled = {"retry-after": "3", **quota_headers(remaining=0, reset_in=1800)}
+    digitalocean.script(
+        error_response(429, "too_many_requests", **throttled), lambda request: cluster_reply()
+    )
+    with pytest.raises(RateLimitedError):
+        await get_clusters(client, count=1)
+
+    await get_clusters(client, count=1)
+
+    assert digitalocean.request_times == [0, 3]
 
 
 @pytest.mark.asyncio

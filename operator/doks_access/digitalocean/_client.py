@@ -239,7 +239,7 @@ class DigitalOceanClient:
     ) -> _Reply:
         """One attempt: wait for the rate limit, send, read, and raise for anything but 2xx."""
         what = f"GET {path}"
-        await self._limiter.acquire(token=token)
+        slot = await self._limiter.acquire(token=token)
         loop = asyncio.get_running_loop()
         sent_at = self._wall_clock()  # before sending: expiry counts from here (DESIGN 4.1)
         started = loop.time()
@@ -260,6 +260,8 @@ class DigitalOceanClient:
                     remaining=None,
                 )
             raise
+        finally:
+            self._limiter.settle(token=token, sent=slot)
         received_at = self._wall_clock()
         quota = ServerQuota.from_headers(response.headers, now_epoch=received_at.timestamp())
         if self._observer is not None:
@@ -276,7 +278,9 @@ class DigitalOceanClient:
             response.status_code,
             loop.time() - started,
         )
-        if quota is not None:
+        # A 429's own wait (below) says how long to hold back; its quota headers would block for
+        # the hour on a burst-limit 429, whose "remaining: 0" is about the minute.
+        if quota is not None and response.status_code != 429:
             self._limiter.observe(token=token, quota=quota)
         if not response.is_success:
             error = error_for_status(

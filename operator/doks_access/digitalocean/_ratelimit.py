@@ -7,10 +7,17 @@ DigitalOcean counts requests per token in two sliding windows: 250 per minute an
 below the published limits (other tools may share the token), and makes a request wait until both
 windows have room (DESIGN 4.5).
 
+DigitalOcean counts a request when it arrives, which is somewhere between our sending it and our
+reading the answer. So a request is counted from when it is sent (concurrent senders see it at
+once) until it is answered, and from the answer on after that: with the send time alone, slots
+would free up 60 s after a burst was *sent*, while DigitalOcean still counts the burst's later
+arrivals, and the next burst would meet a wall of 429s.
+
 Our count only sees our own requests. The ``ratelimit-remaining``/``ratelimit-reset`` headers see
 everyone's, so each response updates the budget: when the hourly quota runs low, the remaining
 requests are spread evenly until the reset instead of being spent at once and hitting zero; at zero,
-requests wait for the reset; after a 429, they wait ``retry_after``.
+requests wait for the reset; after a 429, they wait ``retry_after`` (and nothing else: a burst-limit
+429 reports no quota left, which is about the minute, not the hour).
 
 :class:`TokenBudget` is the pure bookkeeping (times are plain floats: the event loop's clock, so
 virtual time in tests works); :class:`RateLimiter` adds the waiting and keeps one budget per token.
@@ -20,7 +27,9 @@ Tokens are never stored: budgets are keyed by the token's SHA-256.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -124,6 +133,13 @@ class TokenBudget:
         self._minute.append(now)
         self._hour.append(now)
 
+    def settle(self, sent: float, now: float) -> None:
+        """The request recorded at ``sent`` was answered (or failed) at ``now``: count it from now."""
+        for window in (self._minute, self._hour):
+            with contextlib.suppress(ValueError):  # already out of the window: count it again
+                window.remove(sent)
+            bisect.insort(window, now)
+
     def observe(self, now: float, quota: ServerQuota) -> None:
         """Take in the server's view of the quota, as of a response received at ``now``."""
         limit = quota.limit or self._limits.per_hour
@@ -185,16 +201,22 @@ class RateLimiter:
         self._entries: dict[str, _Entry] = {}
 
     async def acquire(self, *, token: str) -> float:
-        """Wait until ``token`` may send one request and count it; return the seconds waited."""
+        """Wait until ``token`` may send one request and count it; return the event-loop time it
+        is counted at, which :meth:`settle` needs once the request is answered."""
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        entry = self._entry(token_key(token), now=started)
+        entry = self._entry(token_key(token), now=loop.time())
         async with entry.lock:
             while (delay := entry.budget.delay(loop.time())) > _CLOCK_TOLERANCE:
                 logger.debug("Rate limit: waiting %.3fs before the next request", delay)
                 await asyncio.sleep(delay)
-            entry.budget.record(loop.time())
-        return loop.time() - started
+            sent = loop.time()
+            entry.budget.record(sent)
+        return sent
+
+    def settle(self, *, token: str, sent: float) -> None:
+        """The request :meth:`acquire` counted at ``sent`` is over: count it from now on."""
+        now = asyncio.get_running_loop().time()
+        self._entry(token_key(token), now=now).budget.settle(sent, now)
 
     def observe(self, *, token: str, quota: ServerQuota) -> None:
         """Feed a response's ``ratelimit-*`` headers into the token's budget."""

@@ -1,0 +1,109 @@
+"""``python -m bench`` (``make bench``): run the scenarios, print the table, write the JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import report, scenarios
+from bench.kubeapi import BenchKube
+from bench.stack import crd_document, local_control_plane
+
+ORDER = ("latency", "burst", "restart", "sustained", "rate-limited", "idle")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=ORDER,
+        help="run only these (repeatable; default: all, in the order "
+        f"{', '.join(ORDER)}; restart needs burst and runs it too)",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="benchmark the cluster this kubeconfig names (kind, say) instead of a local control "
+        "plane; the operator and the emulator still run on this machine",
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes: checks the benchmark runs"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(".bench/results.json"), help="JSON results (%(default)s)"
+    )
+    parser.add_argument(
+        "--keep-logs", type=Path, help="copy the operators' logs into this directory"
+    )
+    args = parser.parse_args(argv)
+    selected = [name for name in ORDER if name in set(args.scenario or ORDER)]
+    if "restart" in selected and "burst" not in selected:
+        selected.insert(selected.index("restart"), "burst")
+    sizes = scenarios.Sizes.smoke() if args.smoke else scenarios.Sizes()
+    results, target = asyncio.run(_run(selected, sizes, args))
+    print(report.table(results), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report.document(results, target=target), indent=2) + "\n")
+    print(f"\nresults: {args.out}")
+    return 0
+
+
+async def _run(
+    selected: list[str], sizes: scenarios.Sizes, args: argparse.Namespace
+) -> tuple[list[scenarios.Result], dict[str, Any]]:
+    work_dir = Path(tempfile.mkdtemp(prefix="doks-access-bench-"))
+    results: list[scenarios.Result] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            target: dict[str, Any] = {"kind": "external" if args.kubeconfig else "local"}
+            if args.kubeconfig:
+                kubeconfig = args.kubeconfig
+            else:
+                started = time.monotonic()
+                kubeconfig = local_control_plane(stack).admin_kubeconfig_path
+                target["start_seconds"] = round(time.monotonic() - started, 1)
+            async with BenchKube.connect(kubeconfig) as kube:
+                target["version"] = await kube.server_version()
+                await kube.apply_crd(crd_document())
+                bench = scenarios.Bench(
+                    kube_=kube, kubeconfig=kubeconfig, work_dir=work_dir, stack=stack
+                )
+                kept: dict[str, Any] = {}
+                for name in selected:
+                    print(f"==> scenario {name}", flush=True)
+                    if name == "latency":
+                        result = await scenarios.latency(bench, sizes)
+                    elif name == "burst":
+                        result = await scenarios.burst(bench, sizes, keep=kept)
+                    elif name == "restart":
+                        result = await scenarios.restart(bench, sizes, burst_state=kept)
+                    elif name == "sustained":
+                        result = await scenarios.sustained(bench, sizes)
+                    elif name == "rate-limited":
+                        result = await scenarios.rate_limited(bench, sizes)
+                    else:
+                        result = await scenarios.idle(bench, sizes)
+                    bench.stop_operators(keep=kept.get("operator") if name == "burst" else None)
+                    print(report.table([result]), flush=True)
+                    results.append(result)
+                if args.kubeconfig:
+                    await bench.clean_up()
+    finally:
+        _keep_logs(work_dir, args.keep_logs)
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return results, target
+
+
+def _keep_logs(work_dir: Path, keep: Path | None) -> None:
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        for log in work_dir.glob("*.log"):
+            shutil.copy(log, keep / log.name)

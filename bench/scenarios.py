@@ -1,0 +1,674 @@
+"""The six scenarios of the benchmark (issue 8), each returning the figures it measured.
+
+A scenario never asserts: it measures, compares with the target of DESIGN 8 and says whether the
+target was met. Sizes come from a :class:`Sizes` so the same code runs the full benchmark and a
+small smoke run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench import figures, floor
+from bench.kubeapi import BenchKube, StatusWatch
+from bench.stack import (
+    DIGITALOCEAN_LIMITS,
+    TOKEN,
+    UNLIMITED,
+    OperatorProcess,
+    fleet_emulator,
+)
+from doks_access import digitalocean, kube
+from doks_access_testkit.emulator import Emulator, RateLimits
+
+MiB = 1024 * 1024
+TOKEN_SECRET = "digitalocean-api"
+# What the operator writes to: its objects' status (and finalizer), Secrets, Events.
+OPERATOR_RESOURCES = ("doclusteraccesses", "secrets", "events")
+KUBECONFIG_ENDPOINT = "kubeconfig"
+LONG_LIFETIME = 86_400  # a day: nothing falls due during a benchmark
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    latency_samples: int = 50
+    burst: int = 1000
+    idle: tuple[int, ...] = (1000, 5000, 10_000)
+    idle_window: float = 60.0
+    restart: int = 1000
+    sustained: int = 1000
+    sustained_lifetime: int = 120
+    sustained_duration: float = 600.0
+    rate_limited: int = 1000
+    rate_limits: RateLimits = DIGITALOCEAN_LIMITS
+
+    @classmethod
+    def smoke(cls) -> Sizes:
+        """Small enough for the test suite: the same code paths, in about a minute."""
+        return cls(
+            latency_samples=5,
+            burst=40,
+            idle=(20, 40),
+            idle_window=5.0,
+            restart=40,
+            sustained=10,
+            sustained_lifetime=30,
+            sustained_duration=40.0,
+            rate_limited=15,
+            rate_limits=RateLimits(per_hour=5000, per_minute=10),
+        )
+
+
+@dataclasses.dataclass
+class Figure:
+    """One measured value, with its target when DESIGN 8 or the issue sets one."""
+
+    what: str
+    value: float | None  # None: could not be measured (the scenario says why in its notes)
+    unit: str = ""
+    target: str = ""
+    met: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Result:
+    scenario: str
+    title: str
+    figures: list[Figure] = dataclasses.field(default_factory=list)
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(
+        self,
+        what: str,
+        value: float | None,
+        unit: str = "",
+        *,
+        target: str = "",
+        met: Callable[[float], bool] | None = None,
+    ) -> None:
+        verdict = None if met is None or value is None else met(value)
+        if met is not None and value is None:
+            verdict = False
+        self.figures.append(Figure(what, value, unit, target, verdict))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "title": self.title,
+            "seconds": round(self.seconds, 1),
+            "figures": [f.as_dict() for f in self.figures],
+            "details": self.details,
+            "notes": self.notes,
+        }
+
+
+class Bench:
+    """What the scenarios share: the API client, the kubeconfig, emulators and operators."""
+
+    def __init__(
+        self, *, kube_: BenchKube, kubeconfig: Path, work_dir: Path, stack: contextlib.ExitStack
+    ) -> None:
+        self.kube, self.kubeconfig, self.work_dir = kube_, kubeconfig, work_dir
+        self._stack = stack
+        self._operators: list[OperatorProcess] = []
+        self._namespaces: list[str] = []
+
+    def emulator(self, *, clusters: int, limits: RateLimits) -> Emulator:
+        emulator = fleet_emulator(clusters=clusters, limits=limits)
+        self._stack.enter_context(emulator)
+        return emulator
+
+    def operator(
+        self, *, emulator: Emulator, namespace: str, limits: RateLimits
+    ) -> OperatorProcess:
+        process = OperatorProcess(
+            kubeconfig=self.kubeconfig,
+            emulator=emulator,
+            namespaces=[namespace],
+            log_path=self.work_dir / f"operator-{len(self._operators) + 1}-{namespace}.log",
+            limits=limits,
+        )
+        self._stack.callback(process.stop)
+        self._operators.append(process)
+        return process
+
+    async def namespace(self, name: str) -> str:
+        """A new namespace with the DigitalOcean token Secret the objects refer to."""
+        await self.kube.create_namespace(name)
+        self._namespaces.append(name)
+        await self.kube.create_token_secret(namespace=name, name=TOKEN_SECRET, token=TOKEN)
+        return name
+
+    def stop_operators(self, *, keep: OperatorProcess | None = None) -> None:
+        """Stop the operators of finished scenarios, so that nothing they do counts in the next."""
+        for process in self._operators:
+            if process is not keep:
+                process.stop()
+
+    async def clean_up(self) -> None:
+        """Leave a borrowed cluster as it was: stop the operators, delete what was created."""
+        for process in self._operators:
+            process.stop()
+        for namespace in self._namespaces:
+            await self.kube.strip_finalizers(namespace)
+            await self.kube.delete_namespace(namespace)
+
+    async def requests(self) -> figures.RequestCounts:
+        return figures.apiserver_requests(await self.kube.apiserver_metrics())
+
+
+def spec(cluster_id: str, *, expiry_seconds: int) -> dict[str, Any]:
+    return {
+        "clusterID": cluster_id,
+        "expirySeconds": expiry_seconds,
+        "tokenSecretRef": {"name": TOKEN_SECRET},
+    }
+
+
+def names(prefix: str, count: int, *, start: int = 0) -> list[str]:
+    return [f"{prefix}-{i:05d}" for i in range(start, start + count)]
+
+
+@contextlib.contextmanager
+def timed(result: Result) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        result.seconds = time.monotonic() - started
+
+
+async def _create_spread(
+    bench: Bench, emulator: Emulator, *, namespace: str, object_names: list[str], expiry: int
+) -> None:
+    """Create objects spread over the emulator's clusters, 32 requests at a time."""
+    clusters = [c.id for c in emulator.clusters()]
+    groups: dict[str, list[str]] = {}
+    for i, name in enumerate(object_names):
+        groups.setdefault(clusters[i % len(clusters)], []).append(name)
+    await asyncio.gather(
+        *(
+            bench.kube.create_objects(
+                namespace=namespace,
+                names=group,
+                spec=spec(cluster_id, expiry_seconds=expiry),
+                concurrency=max(1, 32 // len(groups)),
+            )
+            for cluster_id, group in groups.items()
+        )
+    )
+
+
+# -- 1. latency ------------------------------------------------------------------------------------
+
+
+async def latency(bench: Bench, sizes: Sizes) -> Result:
+    result = Result("latency", "1. Latency, one object at a time: create → Ready, vs the floor")
+    with timed(result):
+        emulator = bench.emulator(clusters=1, limits=UNLIMITED)
+        (cluster_id,) = [c.id for c in emulator.clusters()]
+        operated = await bench.namespace("bench-latency")
+        direct = await bench.namespace("bench-floor")
+        bench.operator(emulator=emulator, namespace=operated, limits=UNLIMITED)
+        context = ssl.create_default_context(cafile=str(emulator.ca_file))
+        api = await kube.api_client(kubeconfig=bench.kubeconfig)
+        do = digitalocean.DigitalOceanClient(
+            base_url=emulator.api_url,
+            verify=context,
+            rate_limits=digitalocean.RateLimits(
+                per_minute=UNLIMITED.per_minute, per_hour=UNLIMITED.per_hour
+            ),
+        )
+        floor_kube = kube.Kube(api)
+        samples: dict[str, list[float]] = {"operator": [], "floor": []}
+        warmup = 3
+        before, own_before = await bench.requests(), bench.kube.own_writes
+        floor_writes = 0
+        try:
+            async with (
+                StatusWatch(bench.kube, operated) as op_watch,
+                StatusWatch(bench.kube, direct) as floor_watch,
+            ):
+                for i in range(warmup + sizes.latency_samples):
+                    name = f"obj-{i:04d}"
+                    # Alternate, so that any drift of the machine affects both alike.
+                    started = time.monotonic()
+                    await bench.kube.create_object(
+                        namespace=direct, name=name, spec=spec(cluster_id, expiry_seconds=3600)
+                    )
+                    floor_writes += floor.WRITES
+                    await floor.make_ready(
+                        kube=floor_kube,
+                        do=do,
+                        namespace=direct,
+                        name=name,
+                        token=TOKEN,
+                        cluster_id=cluster_id,
+                        expiry_seconds=3600,
+                    )
+                    floor_ok = await floor_watch.wait_ready([name], within=30)
+                    floor_time = floor_watch.ready_at.get(name, math.inf) - started
+                    started = time.monotonic()
+                    await bench.kube.create_object(
+                        namespace=operated, name=name, spec=spec(cluster_id, expiry_seconds=3600)
+                    )
+                    op_ok = await op_watch.wait_ready([name], within=60)
+                    op_time = op_watch.ready_at.get(name, math.inf) - started
+                    if i >= warmup and floor_ok and op_ok:
+                        samples["floor"].append(floor_time)
+                        samples["operator"].append(op_time)
+        finally:
+            await do.aclose()
+            await api.close()  # type: ignore[no-untyped-call]
+        await asyncio.sleep(2)  # trailing writes land
+        counts = figures.delta(before, await bench.requests())
+        operator_writes = (
+            figures.writes(counts, resources=OPERATOR_RESOURCES)
+            - (bench.kube.own_writes - own_before)
+            - floor_writes
+        )
+        result.details["operator_requests"] = figures.by_verb(counts, resources=OPERATOR_RESOURCES)
+        result.details["samples_seconds"] = {
+            k: [round(v, 4) for v in vs] for k, vs in samples.items()
+        }
+        result.details["warmup_samples_dropped"] = warmup
+        if len(samples["operator"]) < sizes.latency_samples:
+            result.notes.append(
+                f"only {len(samples['operator'])} of {sizes.latency_samples} objects became Ready"
+            )
+        if not samples["operator"]:
+            result.add("operator p50", None, "ms", target="≤ 1.5x floor", met=lambda v: False)
+            return result
+        op = figures.Distribution.of(samples["operator"])
+        fl = figures.Distribution.of(samples["floor"])
+        result.add("objects (sequential)", op.count)
+        result.add(
+            "API writes per issuance (operator)",
+            operator_writes / (warmup + sizes.latency_samples),
+            "",
+            target="≤ 4",
+            met=lambda v: v <= 4,
+        )
+        result.add("floor p50", fl.p50 * 1000, "ms")
+        result.add("floor p95", fl.p95 * 1000, "ms")
+        result.add("operator p50", op.p50 * 1000, "ms")
+        result.add("operator p95", op.p95 * 1000, "ms")
+        result.add(
+            "ratio p50 (operator / floor)",
+            op.p50 / fl.p50,
+            "x",
+            target="≤ 1.5",
+            met=lambda v: v <= 1.5,
+        )
+        result.add(
+            "ratio p95 (operator / floor)",
+            op.p95 / fl.p95,
+            "x",
+            target="≤ 1.5",
+            met=lambda v: v <= 1.5,
+        )
+    return result
+
+
+# -- 2. burst --------------------------------------------------------------------------------------
+
+
+async def burst(bench: Bench, sizes: Sizes, *, keep: dict[str, Any]) -> Result:
+    result = Result("burst", f"2. Burst: {sizes.burst:,} objects created at once → all Ready")
+    with timed(result):
+        emulator = bench.emulator(clusters=10, limits=UNLIMITED)
+        namespace = await bench.namespace("bench-burst")
+        operator = bench.operator(emulator=emulator, namespace=namespace, limits=UNLIMITED)
+        object_names = names("burst", sizes.burst)
+        async with StatusWatch(bench.kube, namespace) as watch:
+            await asyncio.sleep(2)  # the operator's watches are established
+            before, own_before = await bench.requests(), bench.kube.own_writes
+            calls_before = emulator.request_count(KUBECONFIG_ENDPOINT)
+            cpu_before = operator.cpu()
+            started = time.monotonic()
+            await _create_spread(
+                bench,
+                emulator,
+                namespace=namespace,
+                object_names=object_names,
+                expiry=LONG_LIFETIME,
+            )
+            created = time.monotonic() - started
+            ready = await watch.wait_ready(object_names, within=max(120, sizes.burst * 0.5))
+            finished = time.monotonic()
+            await asyncio.sleep(5)  # trailing writes (events) land
+            after, own_after = await bench.requests(), bench.kube.own_writes
+            cpu = operator.cpu() - cpu_before
+            calls = emulator.request_count(KUBECONFIG_ENDPOINT) - calls_before
+        counts = figures.delta(before, after)
+        ours = own_after - own_before
+        writes = figures.writes(counts, resources=OPERATOR_RESOURCES) - ours
+        latencies = [watch.ready_at[n] - started for n in object_names if n in watch.ready_at]
+        result.add("objects", sizes.burst)
+        result.add("creating them took", created, "s")
+        if ready:
+            result.add(
+                "all Ready after", finished - started, "s", target="≤ 20", met=lambda v: v <= 20
+            )
+        else:
+            result.add("all Ready after", None, "s", target="≤ 20", met=lambda v: v <= 20)
+            result.notes.append(f"{len(latencies)} of {sizes.burst} became Ready in time")
+        if latencies:
+            spread = figures.Distribution.of(latencies)
+            result.add("Ready p50 after the first create", spread.p50, "s")
+            result.add("Ready p95 after the first create", spread.p95, "s")
+        result.add(
+            "DigitalOcean calls per object",
+            calls / sizes.burst,
+            "",
+            target="1.00",
+            met=lambda v: v == 1.0,
+        )
+        result.add(
+            "API writes per issuance", writes / sizes.burst, "", target="≤ 4", met=lambda v: v <= 4
+        )
+        result.add("operator CPU during the burst", cpu, "s")
+        result.add("operator RSS after", operator.rss() / MiB, "MiB")
+        result.details["operator_requests"] = figures.by_verb(counts, resources=OPERATOR_RESOURCES)
+        result.details["benchmark_writes_subtracted"] = ours
+        keep.update(namespace=namespace, emulator=emulator, operator=operator, names=object_names)
+    return result
+
+
+# -- 4. restart ------------------------------------------------------------------------------------
+
+
+def _replanned(metrics_text: str) -> int:
+    """Objects for which the operator has a planned renewal time (its per-object gauge)."""
+    return sum(
+        1
+        for line in metrics_text.splitlines()
+        if line.startswith("doks_access_credential_renewal_timestamp_seconds{")
+    )
+
+
+async def restart(bench: Bench, sizes: Sizes, *, burst_state: dict[str, Any]) -> Result:
+    result = Result(
+        "restart",
+        f"4. Restart: operator killed and started again over {sizes.restart:,} fresh Secrets",
+    )
+    with timed(result):
+        operator: OperatorProcess = burst_state["operator"]
+        emulator: Emulator = burst_state["emulator"]
+        count = len(burst_state["names"])
+        before, own_before = await bench.requests(), bench.kube.own_writes
+        calls_before = emulator.request_count()
+        operator.kill()
+        started = time.monotonic()
+        operator.start()
+        serving = time.monotonic() - started
+        replanned_after = None
+        deadline = started + 300
+        while time.monotonic() < deadline:
+            if _replanned(await asyncio.to_thread(operator.metrics)) >= count:
+                replanned_after = time.monotonic() - started
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(10)  # anything it would still do
+        after, own_after = await bench.requests(), bench.kube.own_writes
+        calls = emulator.request_count() - calls_before
+        counts = figures.delta(before, after)
+        writes = figures.writes(counts, resources=OPERATOR_RESOURCES) - (own_after - own_before)
+        reads = (
+            figures.calls(counts, resources=OPERATOR_RESOURCES) - (own_after - own_before) - writes
+        )
+        result.add("objects", count)
+        result.add("DigitalOcean calls", calls, "", target="0", met=lambda v: v == 0)
+        result.add("API writes", writes, "", target="0", met=lambda v: v == 0)
+        result.add("API reads (non-watch) on its resources", reads, "")
+        result.add("process start → metrics served", serving, "s")
+        result.add("process start → every object re-planned", replanned_after, "s")
+        result.details["operator_requests"] = figures.by_verb(counts, resources=OPERATOR_RESOURCES)
+    return result
+
+
+# -- 3. idle scale ---------------------------------------------------------------------------------
+
+
+async def idle(bench: Bench, sizes: Sizes) -> Result:
+    result = Result("idle", "3. Idle scale: memory and CPU with nothing due")
+    with timed(result):
+        emulator = bench.emulator(clusters=10, limits=UNLIMITED)
+        namespace = await bench.namespace("bench-idle")
+        operator = bench.operator(emulator=emulator, namespace=namespace, limits=UNLIMITED)
+        baseline = operator.rss()
+        result.add("operator RSS with no objects", baseline / MiB, "MiB")
+        points: list[dict[str, float]] = []
+        existing = 0
+        async with StatusWatch(bench.kube, namespace) as watch:
+            for size in sizes.idle:
+                new = names("idle", size - existing, start=existing)
+                started = time.monotonic()
+                await _create_spread(
+                    bench, emulator, namespace=namespace, object_names=new, expiry=LONG_LIFETIME
+                )
+                ready = await watch.wait_ready(new, within=max(300, len(new) * 0.5))
+                took = time.monotonic() - started
+                existing = size
+                await asyncio.sleep(15)  # let the creation's aftermath settle
+                before, own = await bench.requests(), bench.kube.own_writes
+                calls_before = emulator.request_count()
+                cpu_before = operator.cpu()
+                window_start = time.monotonic()
+                await asyncio.sleep(sizes.idle_window)
+                window = time.monotonic() - window_start
+                cpu = operator.cpu() - cpu_before
+                after = await bench.requests()
+                counts = figures.delta(before, after)
+                writes = figures.writes(counts, resources=OPERATOR_RESOURCES) - (
+                    bench.kube.own_writes - own
+                )
+                calls = figures.calls(counts, resources=OPERATOR_RESOURCES)
+                point = {
+                    "objects": size,
+                    "ready": float(ready),
+                    "create_to_all_ready_s": round(took, 1),
+                    "rss_mib": round(operator.rss() / MiB, 1),
+                    "cpu_percent_of_one_core": round(100 * cpu / window, 2),
+                    "digitalocean_calls": emulator.request_count() - calls_before,
+                    "api_writes": writes,
+                    "api_calls_non_watch": calls,
+                }
+                points.append(point)
+                big = size == max(sizes.idle)
+                suffix = f" at {size:,}"
+                result.add(
+                    f"RSS{suffix}",
+                    point["rss_mib"],
+                    "MiB",
+                    target="≤ 300" if big else "",
+                    met=(lambda v: v <= 300) if big else None,
+                )
+                result.add(
+                    f"CPU{suffix} ({sizes.idle_window:.0f} s idle)",
+                    point["cpu_percent_of_one_core"],
+                    "% core",
+                    target="≤ 2" if big else "",
+                    met=(lambda v: v <= 2) if big else None,
+                )
+                result.add(
+                    f"DigitalOcean calls{suffix}",
+                    point["digitalocean_calls"],
+                    "",
+                    target="0",
+                    met=lambda v: v == 0,
+                )
+                result.add(
+                    f"API calls{suffix} (non-watch)",
+                    point["api_calls_non_watch"],
+                    "",
+                    target="0",
+                    met=lambda v: v == 0,
+                )
+                if not ready:
+                    result.notes.append(f"not every object was Ready at {size:,}")
+        if len(points) >= 2:
+            first, last = points[0], points[-1]
+            per_object = (
+                (last["rss_mib"] - first["rss_mib"]) * 1024 / (last["objects"] - first["objects"])
+            )
+            result.add("RSS growth per object", per_object, "KiB")
+        result.details["points"] = points
+        result.details["baseline_rss_mib"] = round(baseline / MiB, 1)
+    return result
+
+
+# -- 5. sustained renewals -------------------------------------------------------------------------
+
+
+async def sustained(bench: Bench, sizes: Sizes) -> Result:
+    count, lifetime = sizes.sustained, sizes.sustained_lifetime
+    result = Result(
+        "sustained",
+        f"5. Sustained renewals: {count:,} objects, {lifetime} s credentials, "
+        f"{sizes.sustained_duration / 60:.0f} min",
+    )
+    with timed(result):
+        emulator = bench.emulator(clusters=10, limits=UNLIMITED)
+        namespace = await bench.namespace("bench-sustained")
+        operator = bench.operator(emulator=emulator, namespace=namespace, limits=UNLIMITED)
+        object_names = names("renew", count)
+        async with StatusWatch(bench.kube, namespace) as watch:
+            await _create_spread(
+                bench, emulator, namespace=namespace, object_names=object_names, expiry=lifetime
+            )
+            ready = await watch.wait_ready(object_names, within=max(120, count * 0.5))
+            if not ready:
+                result.notes.append("not every object became Ready")
+            before, own = await bench.requests(), bench.kube.own_writes
+            calls_before = emulator.request_count(KUBECONFIG_ENDPOINT)
+            issued_before = len(emulator.issued_credentials())
+            renewals_before = len(watch.renewals)
+            cpu_before = operator.cpu()
+            window_start = time.time()
+            await asyncio.sleep(sizes.sustained_duration)
+            window = time.time() - window_start
+            cpu = operator.cpu() - cpu_before
+            after = await bench.requests()
+            calls = emulator.request_count(KUBECONFIG_ENDPOINT) - calls_before
+            issued = len(emulator.issued_credentials()) - issued_before
+            renewals = watch.renewals[renewals_before:]
+            writes = figures.writes(figures.delta(before, after), resources=OPERATOR_RESOURCES) - (
+                bench.kube.own_writes - own
+            )
+            now = time.time()
+            expiries = watch.latest_expiry()
+            expired_now = sum(1 for e in expiries.values() if e is None or e <= now)
+        lifetimes = calls / (count * window / lifetime)
+        result.add("window", window, "s")
+        result.add("renewals seen", len(renewals))
+        result.add(
+            "DigitalOcean calls per credential issued",
+            calls / issued if issued else None,
+            "",
+            target="1.00",
+            met=lambda v: v == 1.0,
+        )
+        result.add(
+            "DigitalOcean calls per object per lifetime",
+            lifetimes,
+            "",
+            target="≈ 1 (renewal at ~2/3 of it: ~1.5)",
+        )
+        result.add(
+            "API writes per renewal",
+            writes / calls if calls else None,
+            "",
+            target="≤ 3",
+            met=lambda v: v <= 3,
+        )
+        if renewals:
+            late = figures.Distribution.of([r.observed - r.planned for r in renewals])
+            margin = figures.Distribution.of([r.previous_expiry - r.observed for r in renewals])
+            result.add("lateness p50 (status updated - planned)", late.p50, "s")
+            result.add("lateness p95", late.p95, "s")
+            result.add("lateness max", late.max, "s")
+            result.add(
+                "smallest margin before the old credential expired",
+                min(r.previous_expiry - r.observed for r in renewals),
+                "s",
+                target="> 0",
+                met=lambda v: v > 0,
+            )
+            result.details["margin_seconds"] = dataclasses.asdict(margin)
+            result.details["lateness_seconds"] = dataclasses.asdict(late)
+        result.add(
+            "objects ever not Ready after first Ready",
+            len(watch.not_ready),
+            "",
+            target="0",
+            met=lambda v: v == 0,
+        )
+        result.add("objects expired at the end", expired_now, "", target="0", met=lambda v: v == 0)
+        result.add("operator CPU during the window", 100 * cpu / window, "% core")
+        result.notes.append(
+            "status times have whole-second precision, so lateness is known to ±1 s"
+        )
+    return result
+
+
+# -- 6. rate-limited burst -------------------------------------------------------------------------
+
+
+async def rate_limited(bench: Bench, sizes: Sizes) -> Result:
+    limits, count = sizes.rate_limits, sizes.rate_limited
+    result = Result(
+        "rate-limited",
+        f"6. Rate-limited burst: {count:,} objects, emulator enforcing "
+        f"{limits.per_minute}/min and {limits.per_hour:,}/h",
+    )
+    with timed(result):
+        emulator = bench.emulator(clusters=10, limits=limits)
+        namespace = await bench.namespace("bench-ratelimited")
+        # The operator with its defaults: DigitalOcean's published limits, 10 % kept in reserve.
+        operator_limits = RateLimits(per_minute=limits.per_minute, per_hour=limits.per_hour)
+        bench.operator(emulator=emulator, namespace=namespace, limits=operator_limits)
+        object_names = names("limited", count)
+        async with StatusWatch(bench.kube, namespace) as watch:
+            started = time.monotonic()
+            await _create_spread(
+                bench,
+                emulator,
+                namespace=namespace,
+                object_names=object_names,
+                expiry=LONG_LIFETIME,
+            )
+            minimum = figures.sliding_window_minimum(count, per_window=limits.per_minute, window=60)
+            ready = await watch.wait_ready(object_names, within=minimum * 2 + 120)
+            took = time.monotonic() - started if ready else None
+        throttled = emulator.request_count(KUBECONFIG_ENDPOINT, outcome=429)
+        budget = math.floor(limits.per_minute * 0.9)
+        result.add("objects", count)
+        result.add("429 responses", throttled, "", target="none or a handful", met=lambda v: v <= 5)
+        result.add("DigitalOcean calls", emulator.request_count(KUBECONFIG_ENDPOINT), "")
+        result.add("all Ready after", took, "s")
+        result.add("theoretical minimum at the API's limit", minimum, "s")
+        result.add(
+            "minimum with the operator's 10 % reserve",
+            figures.sliding_window_minimum(count, per_window=budget, window=60),
+            "s",
+        )
+        if not ready:
+            result.notes.append(f"{len(watch.ready_at)} of {count} became Ready in time")
+    return result
+
+
+Scenario = Callable[[Bench, Sizes], Awaitable[Result]]
