@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-logs", type=Path, help="copy the operators' logs into this directory"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample every operator process with py-spy; folded stacks go to this directory",
+    )
     args = parser.parse_args(argv)
     selected = [name for name in ORDER if name in set(args.scenario or ORDER)]
     if "restart" in selected and "burst" not in selected:
@@ -73,8 +78,14 @@ async def _run(
             async with BenchKube.connect(kubeconfig) as kube:
                 target["version"] = await kube.server_version()
                 await kube.apply_crd(crd_document())
+                if args.profile:
+                    args.profile.mkdir(parents=True, exist_ok=True)
                 bench = scenarios.Bench(
-                    kube_=kube, kubeconfig=kubeconfig, work_dir=work_dir, stack=stack
+                    kube_=kube,
+                    kubeconfig=kubeconfig,
+                    work_dir=work_dir,
+                    stack=stack,
+                    profile=args.profile,
                 )
                 kept: dict[str, Any] = {}
                 for name in selected:

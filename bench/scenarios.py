@@ -119,9 +119,16 @@ class Bench:
     """What the scenarios share: the API client, the kubeconfig, emulators and operators."""
 
     def __init__(
-        self, *, kube_: BenchKube, kubeconfig: Path, work_dir: Path, stack: contextlib.ExitStack
+        self,
+        *,
+        kube_: BenchKube,
+        kubeconfig: Path,
+        work_dir: Path,
+        stack: contextlib.ExitStack,
+        profile: Path | None = None,
     ) -> None:
         self.kube, self.kubeconfig, self.work_dir = kube_, kubeconfig, work_dir
+        self.profile = profile
         self._stack = stack
         self._operators: list[OperatorProcess] = []
         self._namespaces: list[str] = []
@@ -140,6 +147,7 @@ class Bench:
             namespaces=[namespace],
             log_path=self.work_dir / f"operator-{len(self._operators) + 1}-{namespace}.log",
             limits=limits,
+            profile=None if self.profile is None else self.profile / namespace,
         )
         self._stack.callback(process.stop)
         self._operators.append(process)

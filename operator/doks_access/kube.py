@@ -159,10 +159,12 @@ class Kube:
         with contextlib.suppress(NotFoundError), _calling(f"deleting Secret {namespace}/{name}"):
             await self._core.delete_namespaced_secret(name, namespace, body=body)
 
-    async def patch_status(self, *, namespace: str, name: str, patch: Mapping[str, object]) -> None:
-        """Merge-patch the status subresource of one DOClusterAccess."""
+    async def patch_status(
+        self, *, namespace: str, name: str, patch: Mapping[str, object]
+    ) -> dict[str, Any]:
+        """Merge-patch the status subresource of one DOClusterAccess; return the patched object."""
         with _calling(f"updating the status of {namespace}/{name}"):
-            await self._custom.patch_namespaced_custom_object_status(
+            patched = await self._custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
                 namespace,
@@ -171,6 +173,8 @@ class Kube:
                 {"status": dict(patch)},
                 _content_type=_MERGE_PATCH,
             )
+        result: dict[str, Any] = patched  # type: ignore[assignment]
+        return result
 
     async def emit_event(
         self,

@@ -55,7 +55,16 @@ def handler(*, json_format: bool) -> logging.Handler:
     return made
 
 
+# Loggers that write one line per watch event (Kopf: "Handler 'wake-on-change' succeeded.") or per
+# HTTP request (httpx) at INFO. At scale that is most of the log and a good part of the CPU, and it
+# says nothing the operator's own INFO lines do not; below DEBUG only their warnings are kept.
+CHATTY_LOGGERS = ("kopf.objects", "httpx")
+
+
 def configure(*, level: str, json_format: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler(json_format=json_format)]
     root.setLevel(level)
+    quiet = logging.getLevelName(level) > logging.DEBUG
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)

@@ -57,6 +57,10 @@ class Memory:
     watching_token: bool = False
     # spec.clusterName resolved: (credential hash of the spec it was resolved for, cluster ID).
     resolved: tuple[str, str] | None = None
+    # The object as our last status write returned it. The body a watch event brings can be older
+    # (the daemon may wake, say for the Secret it just wrote, before the object's own event
+    # arrives); judged against that, the status would be written and its event sent twice.
+    published: Mapping[str, Any] | None = None
 
     def forget_failures(self) -> None:
         self.failures, self.retry_at = 0, None
@@ -97,7 +101,7 @@ async def reconcile(
     metadata = body["metadata"]
     subject = logs.current_object.set(f"{metadata['namespace']}/{metadata['name']}")
     try:
-        return await _reconcile(body, deps=deps, memory=memory, now=now)
+        return await _reconcile(_latest(body, memory.published), deps=deps, memory=memory, now=now)
     finally:
         logs.current_object.reset(subject)
 
@@ -507,7 +511,7 @@ async def _publish(
         await _delete_if_ours(deps, namespace=namespace, name=old_secret, owner_name=name)
     patch = conditions.status_patch(previous=previous, current=current)
     if patch is not None:
-        await deps.kube.patch_status(namespace=namespace, name=name, patch=patch)
+        memory.published = await deps.kube.patch_status(namespace=namespace, name=name, patch=patch)
         deps.metrics.kubernetes_write("Status")
     ready = current.condition(conditions.ConditionType.READY)
     deps.metrics.observe_object(
@@ -531,6 +535,21 @@ async def _publish(
             now=now,
         )
         deps.metrics.kubernetes_write("Event")
+
+
+def _latest(body: Mapping[str, Any], published: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The newer of the watched body and the object our last status write returned.
+
+    resourceVersions are compared as numbers, which they are on every etcd-backed API server;
+    should one not be, the watched body wins, as it would without this.
+    """
+    if published is None:
+        return body
+    ours = str(published.get("metadata", {}).get("resourceVersion", ""))
+    theirs = str(body.get("metadata", {}).get("resourceVersion", ""))
+    if ours.isdigit() and theirs.isdigit() and int(ours) > int(theirs):
+        return published
+    return body
 
 
 async def _delete_if_ours(

@@ -6,6 +6,8 @@ import json
 import logging
 import sys
 
+import pytest
+
 from doks_access import logs
 
 
@@ -70,3 +72,40 @@ def test_the_text_form_prefixes_the_object() -> None:
         logs.current_object.reset(token)
 
     assert handler.format(record).endswith("doks_access.reconcile: [platform/prod] renewed")
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        ("INFO", ["kopf.objects WARNING", "httpx WARNING", "doks_access.reconcile INFO"]),
+        (
+            "DEBUG",
+            [
+                "kopf.objects INFO",
+                "kopf.objects WARNING",
+                "httpx INFO",
+                "httpx WARNING",
+                "doks_access.reconcile INFO",
+            ],
+        ),
+    ],
+)
+def test_per_event_and_per_request_lines_only_at_debug(
+    level: str, expected: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure(level=level, json_format=True)
+        for name in ("kopf.objects", "httpx"):
+            logging.getLogger(name).info("Handler 'wake-on-change' succeeded.")
+            logging.getLogger(name).warning("Handler 'wake-on-change' failed.")
+        logging.getLogger("doks_access.reconcile").info("fetching a credential (New)")
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+        for name in logs.CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [f"{entry['logger']} {entry['level']}" for entry in lines] == expected

@@ -134,7 +134,8 @@ class TokenBudget:
         self._hour.append(now)
 
     def settle(self, sent: float, now: float) -> None:
-        """The request recorded at ``sent`` was answered (or failed) at ``now``: count it from now."""
+        """The request recorded at ``sent`` was answered (or failed) at ``now``: count it from
+        ``now`` on."""
         for window in (self._minute, self._hour):
             with contextlib.suppress(ValueError):  # already out of the window: count it again
                 window.remove(sent)

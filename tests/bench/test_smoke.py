@@ -1,0 +1,62 @@
+"""``make bench`` keeps working: every scenario runs, at tiny sizes, against the test cluster.
+
+The figures of a smoke run say nothing about speed; what is checked here are the ones that are
+not about speed at all: one DigitalOcean call per credential, none on a restart, no 429 storm.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import REPO_ROOT, SESSION_OPERATORS, Cluster
+
+SCENARIOS = ["latency", "burst", "restart", "sustained", "rate-limited", "idle"]
+
+
+def test_every_scenario_runs_and_reports(cluster: Cluster, crds: list[str], tmp_path: Path) -> None:
+    del crds  # the benchmark applies the CRD itself too
+    for operator in SESSION_OPERATORS:  # it watches every namespace, the benchmark's too
+        operator.stop()
+    out = tmp_path / "results.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            f"--kubeconfig={cluster.kubeconfig_path}",
+            f"--out={out}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+    document = json.loads(out.read_text())
+    results = {result["scenario"]: result for result in document["results"]}
+
+    def value(scenario: str, what: str) -> Any:
+        (figure,) = [f for f in results[scenario]["figures"] if f["what"] == what]
+        return figure["value"]
+
+    assert list(results) == SCENARIOS
+    assert document["machine"]["cpus"] >= 1
+    assert value("latency", "objects (sequential)") == 5
+    assert value("burst", "DigitalOcean calls per object") == 1.0
+    assert value("burst", "API writes per issuance") <= 4
+    assert value("restart", "DigitalOcean calls") == 0
+    assert value("restart", "API writes") == 0
+    assert value("sustained", "DigitalOcean calls per credential issued") == 1.0
+    assert value("sustained", "renewals seen") >= 10
+    assert value("sustained", "objects expired at the end") == 0
+    assert value("rate-limited", "429 responses") == 0
+    assert value("rate-limited", "all Ready after") is not None
+    assert value("idle", "DigitalOcean calls at 40") == 0
+    assert "table" not in completed.stderr
+    assert "6. Rate-limited burst" in completed.stdout
