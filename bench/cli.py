@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="sample every operator process with py-spy; folded stacks go to this directory",
+        help="run the operators under cProfile; their stats go to this directory (slower: the "
+        "figures of a profiled run are not benchmark figures)",
     )
     args = parser.parse_args(argv)
     selected = [name for name in ORDER if name in set(args.scenario or ORDER)]

@@ -70,9 +70,21 @@ class BenchKube:
             crd = await extensions.read_custom_resource_definition(name)
             conditions = (crd.status.conditions if crd.status else None) or []
             if any(c.type == "Established" and c.status == "True" for c in conditions):
-                return
+                break
             await asyncio.sleep(0.1)
-        raise RuntimeError(f"CRD {name} did not become Established")
+        else:
+            raise RuntimeError(f"CRD {name} did not become Established")
+        # Established comes before the storage is ready: until then, lists get 429s.
+        for _ in range(300):
+            try:
+                await self._list("default")
+            except ApiException as exc:
+                if exc.status != 429:
+                    raise
+                await asyncio.sleep(0.1)
+            else:
+                return
+        raise RuntimeError(f"CRD {name}: its storage did not become ready")
 
     async def create_namespace(self, name: str) -> None:
         body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
@@ -203,7 +215,11 @@ class StatusWatch:
 
     async def __aenter__(self) -> StatusWatch:
         self._task = asyncio.create_task(self._run())
-        await self._synced.wait()
+        synced = asyncio.ensure_future(self._synced.wait())
+        await asyncio.wait({synced, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if self._task.done():  # it failed: say why rather than wait forever
+            synced.cancel()
+            self._task.result()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

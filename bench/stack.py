@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -65,11 +64,13 @@ class OperatorProcess:
         limits: RateLimits,
         profile: Path | None = None,
     ) -> None:
-        self._profile = profile
-        self._profiler: subprocess.Popen[bytes] | None = None
         self.metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
+        # cProfile (deterministic, in the process; it slows the operator down, so a profiled run's
+        # timings are not benchmark figures) writes its stats when the operator exits.
+        profiling = [] if profile is None else ["-m", "cProfile", "-o", f"{profile}.pstats"]
         self._args = [
             sys.executable,
+            *profiling,
             "-m",
             "doks_access",
             "run",
@@ -94,33 +95,7 @@ class OperatorProcess:
             name="doks-access", args=self._args, log_path=self.log_path, env=self._env
         )
         self._wait_serving(process)
-        if self._profile is not None:
-            # Sampled from outside (py-spy reads the process's memory), so the operator runs
-            # unmodified; folded stacks, one file per process, written when sampling stops.
-            output = self._profile.with_name(f"{self._profile.stem}-{process.pid}.txt")
-            self._profiler = subprocess.Popen(
-                [
-                    str(Path(sys.executable).with_name("py-spy")),
-                    "record",
-                    "--pid",
-                    str(process.pid),
-                    "--format",
-                    "raw",
-                    "--rate",
-                    "200",
-                    "--output",
-                    str(output),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
         return process
-
-    def _stop_profiler(self) -> None:
-        if self._profiler is not None:
-            self._profiler.send_signal(signal.SIGINT)
-            self._profiler.wait(timeout=60)
-            self._profiler = None
 
     def _wait_serving(self, process: ManagedProcess) -> None:
         deadline = time.monotonic() + 60
@@ -153,7 +128,6 @@ class OperatorProcess:
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, as when a node dies."""
-        self._stop_profiler()
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.stop()
 
@@ -161,7 +135,6 @@ class OperatorProcess:
         self.process = self._spawn()
 
     def stop(self) -> None:
-        self._stop_profiler()
         self.process.stop()
 
     def alive(self) -> bool:

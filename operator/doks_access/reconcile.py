@@ -511,7 +511,9 @@ async def _publish(
         await _delete_if_ours(deps, namespace=namespace, name=old_secret, owner_name=name)
     patch = conditions.status_patch(previous=previous, current=current)
     if patch is not None:
-        memory.published = await deps.kube.patch_status(namespace=namespace, name=name, patch=patch)
+        memory.published = _without_managed_fields(
+            await deps.kube.patch_status(namespace=namespace, name=name, patch=patch)
+        )
         deps.metrics.kubernetes_write("Status")
     ready = current.condition(conditions.ConditionType.READY)
     deps.metrics.observe_object(
@@ -535,6 +537,12 @@ async def _publish(
             now=now,
         )
         deps.metrics.kubernetes_write("Event")
+
+
+def _without_managed_fields(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The object without ``metadata.managedFields``: the bulk of it, and nothing we read."""
+    metadata = {k: v for k, v in obj.get("metadata", {}).items() if k != "managedFields"}
+    return {**obj, "metadata": metadata}
 
 
 def _latest(body: Mapping[str, Any], published: Mapping[str, Any] | None) -> Mapping[str, Any]:

@@ -374,7 +374,8 @@ async def test_maps_a_json_body_that_does_not_decode(
     [
         (b"clusters: [", "not valid YAML"),
         (b"\xc3\x28", "not UTF-8"),
-        (b"[" * 100_000, "nested too deeply"),
+        (b"[" * 100_000, "not valid YAML"),  # deeper than libyaml allows
+        (b"[" * 100, "nested too deeply"),
     ],
 )
 async def test_maps_a_kubeconfig_body_that_does_not_decode(

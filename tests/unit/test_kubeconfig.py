@@ -184,7 +184,14 @@ def test_accepts_a_document_of_exactly_one_mebibyte(kubeconfig_bytes: bytes) -> 
         pytest.param(b"!!python/object/apply:os.system [ls]", "not valid YAML", id="python-tag"),
         pytest.param(b"x: &a [1]\ny: *a\n", "anchors and aliases are not allowed", id="alias"),
         pytest.param(b"kind: Config\nkind: Config\n", "duplicate key (line 1", id="duplicate-key"),
-        pytest.param(b"[" * 5000 + b"]" * 5000, "nested too deeply", id="deep-nesting"),
+        pytest.param(b"[" * 100 + b"]" * 100, "nested too deeply", id="deep-nesting"),
+        pytest.param(
+            b"".join(b"  " * level + b"a:\n" for level in range(80)),
+            "nested too deeply",
+            id="deep-block-nesting",
+        ),
+        # libyaml's own limit (1,000 levels) refuses this while scanning ahead, before our count.
+        pytest.param(b"[" * 5000 + b"]" * 5000, "not valid YAML", id="deeper-than-libyaml"),
         pytest.param(b"", "not a mapping", id="empty"),
         pytest.param(b"- a\n- b\n", "not a mapping", id="list"),
         pytest.param(b"just text", "not a mapping", id="scalar"),
