@@ -201,10 +201,12 @@ _StrictSafeLoader.add_constructor(
 )
 
 
-def _mark(event: yaml.Event) -> yaml.error.Mark:
+def _mark(event: yaml.Event) -> yaml.error.Mark | None:
     """Where ``event`` starts, as PyYAML's own type (libyaml's has the same line and column)."""
     start = event.start_mark
-    return yaml.error.Mark("<kubeconfig>", 0, start.line, start.column, None, None)
+    if start is None:
+        return None
+    return yaml.error.Mark("<kubeconfig>", 0, start.line, start.column, None, 0)  # type: ignore[arg-type]
 
 
 def _screen(text: str) -> None:
