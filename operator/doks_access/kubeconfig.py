@@ -206,7 +206,7 @@ def _mark(event: yaml.Event) -> yaml.error.Mark | None:
     start = event.start_mark
     if start is None:
         return None
-    return yaml.error.Mark("<kubeconfig>", 0, start.line, start.column, None, 0)  # type: ignore[arg-type]
+    return yaml.error.Mark("<kubeconfig>", 0, start.line, start.column, None, 0)
 
 
 def _screen(text: str) -> None:
