@@ -44,17 +44,21 @@ def _read(path: str) -> str:
         return ""
 
 
-def _value(figure: Figure) -> str:
-    if figure.value is None:
+def format_value(value: float | None, unit: str) -> str:
+    """A figure as people read it: thousands separated, a sensible number of decimals."""
+    if value is None:
         return "n/a"
-    value = figure.value
     if isinstance(value, int) or abs(value) >= 100 or (value.is_integer() and abs(value) >= 10):
         text = f"{value:,.0f}"
     elif abs(value) >= 10:
         text = f"{value:.1f}"
     else:
         text = f"{value:.2f}"
-    return f"{text} {figure.unit}".rstrip()
+    return f"{text} {unit}".rstrip()
+
+
+def _value(figure: Figure) -> str:
+    return format_value(figure.value, figure.unit)
 
 
 def _verdict(figure: Figure) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import figures
+from bench import figures, markdown
 
 
 def sample(
@@ -89,3 +89,16 @@ def test_writes_and_calls_on_some_resources_between_two_scrapes() -> None:
 )
 def test_the_shortest_time_a_burst_fits_a_sliding_window(count: int, expected: float) -> None:
     assert figures.sliding_window_minimum(count, per_window=250, window=60) == expected
+
+
+def _run(value: float, met: bool) -> dict[str, object]:
+    figure = {"what": "all Ready after", "value": value, "unit": "s", "target": "≤ 20", "met": met}
+    result = {"scenario": "burst", "title": "2. Burst", "figures": [figure], "notes": []}
+    return {"results": [result]}
+
+
+def test_the_markdown_tables_put_both_runs_side_by_side() -> None:
+    table = markdown.tables(_run(17.94, True), _run(29.1, False))  # type: ignore[arg-type]
+
+    assert "| figure | before | after | target |  |" in table
+    assert "| all Ready after | 29.1 s | 17.9 s | ≤ 20 | met |" in table

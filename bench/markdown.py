@@ -1,0 +1,60 @@
+"""Results JSON → the Markdown tables of BENCHMARKS.md, so that no figure is copied by hand.
+
+``python -m bench.markdown AFTER.json [BEFORE.json]`` prints one table per scenario; with a second
+file, a column of that run's figures too (matched by scenario and figure name).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.report import format_value
+
+
+def _figures(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (result["scenario"], figure["what"]): figure
+        for result in document["results"]
+        for figure in result["figures"]
+    }
+
+
+def tables(after: dict[str, Any], before: dict[str, Any] | None = None) -> str:
+    earlier = _figures(before) if before else {}
+    lines: list[str] = []
+    for result in after["results"]:
+        lines += ["", f"**{result['title']}**", ""]
+        head = ["figure", *(["before"] if before else []), "after", "target", ""]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for figure in result["figures"]:
+            old = earlier.get((result["scenario"], figure["what"]))
+            row = [figure["what"]]
+            if before:
+                row.append(_shown(old) if old else "")
+            verdict = {True: "met", False: "**not met**", None: ""}[figure["met"]]
+            row += [_shown(figure), figure["target"], verdict]
+            lines.append("| " + " | ".join(row) + " |")
+        lines += [f"\n_{note}_" for note in result["notes"]]
+    return "\n".join(lines)
+
+
+def _shown(figure: dict[str, Any]) -> str:
+    return format_value(figure["value"], figure["unit"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    paths = [Path(arg) for arg in (argv if argv is not None else sys.argv[1:])]
+    if not 1 <= len(paths) <= 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    after = json.loads(paths[0].read_text())
+    before = json.loads(paths[1].read_text()) if len(paths) == 2 else None
+    print(tables(after, before))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
