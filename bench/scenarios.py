@@ -153,6 +153,21 @@ class Bench:
         self._operators.append(process)
         return process
 
+    async def stage(
+        self,
+        namespace: str,
+        *,
+        limits: RateLimits = UNLIMITED,
+        operator_limits: RateLimits | None = None,
+    ) -> tuple[Emulator, str, OperatorProcess]:
+        """An emulator with ten clusters, a namespace with the token Secret, an operator on both."""
+        emulator = self.emulator(clusters=10, limits=limits)
+        await self.namespace(namespace)
+        operator = self.operator(
+            emulator=emulator, namespace=namespace, limits=operator_limits or limits
+        )
+        return emulator, namespace, operator
+
     async def namespace(self, name: str) -> str:
         """A new namespace with the DigitalOcean token Secret the objects refer to."""
         await self.kube.create_namespace(name)
@@ -337,9 +352,7 @@ async def latency(bench: Bench, sizes: Sizes) -> Result:
 async def burst(bench: Bench, sizes: Sizes, *, keep: dict[str, Any]) -> Result:
     result = Result("burst", f"2. Burst: {sizes.burst:,} objects created at once → all Ready")
     with timed(result):
-        emulator = bench.emulator(clusters=10, limits=UNLIMITED)
-        namespace = await bench.namespace("bench-burst")
-        operator = bench.operator(emulator=emulator, namespace=namespace, limits=UNLIMITED)
+        emulator, namespace, operator = await bench.stage("bench-burst")
         object_names = names("burst", sizes.burst)
         async with StatusWatch(bench.kube, namespace) as watch:
             await asyncio.sleep(2)  # the operator's watches are established
@@ -454,9 +467,7 @@ async def restart(bench: Bench, sizes: Sizes, *, burst_state: dict[str, Any]) ->
 async def idle(bench: Bench, sizes: Sizes) -> Result:
     result = Result("idle", "3. Idle scale: memory and CPU with nothing due")
     with timed(result):
-        emulator = bench.emulator(clusters=10, limits=UNLIMITED)
-        namespace = await bench.namespace("bench-idle")
-        operator = bench.operator(emulator=emulator, namespace=namespace, limits=UNLIMITED)
+        emulator, namespace, operator = await bench.stage("bench-idle")
         baseline = operator.rss()
         result.add("operator RSS with no objects", baseline / MiB, "MiB")
         points: list[dict[str, float]] = []
@@ -550,9 +561,7 @@ async def sustained(bench: Bench, sizes: Sizes) -> Result:
         f"{sizes.sustained_duration / 60:.0f} min",
     )
     with timed(result):
-        emulator = bench.emulator(clusters=10, limits=UNLIMITED)
-        namespace = await bench.namespace("bench-sustained")
-        operator = bench.operator(emulator=emulator, namespace=namespace, limits=UNLIMITED)
+        emulator, namespace, operator = await bench.stage("bench-sustained")
         object_names = names("renew", count)
         async with StatusWatch(bench.kube, namespace) as watch:
             await _create_spread(
@@ -644,11 +653,12 @@ async def rate_limited(bench: Bench, sizes: Sizes) -> Result:
         f"{limits.per_minute}/min and {limits.per_hour:,}/h",
     )
     with timed(result):
-        emulator = bench.emulator(clusters=10, limits=limits)
-        namespace = await bench.namespace("bench-ratelimited")
         # The operator with its defaults: DigitalOcean's published limits, 10 % kept in reserve.
-        operator_limits = RateLimits(per_minute=limits.per_minute, per_hour=limits.per_hour)
-        bench.operator(emulator=emulator, namespace=namespace, limits=operator_limits)
+        emulator, namespace, _ = await bench.stage(
+            "bench-ratelimited",
+            limits=limits,
+            operator_limits=RateLimits(per_minute=limits.per_minute, per_hour=limits.per_hour),
+        )
         object_names = names("limited", count)
         async with StatusWatch(bench.kube, namespace) as watch:
             started = time.monotonic()
