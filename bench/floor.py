@@ -8,18 +8,14 @@ what the client does anyway. Scenario 1 compares the operator with this.
 from __future__ import annotations
 
 import base64
-import datetime
 from typing import Any
 
 from doks_access import digitalocean
+from doks_access.bookkeeping import format_timestamp
 from doks_access.kube import GROUP, Kube
 from doks_access.kubeconfig import Credential
 
 WRITES = 2  # the Secret and the status; the object itself is the benchmark's
-
-
-def _timestamp(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def make_ready(
@@ -44,7 +40,7 @@ async def make_ready(
         "data": {"kubeconfig": base64.b64encode(credential.raw).decode()},
     }
     await kube.create_secret(namespace=namespace, manifest=secret)
-    issued = _timestamp(credential.issued_at)
+    issued = format_timestamp(credential.issued_at)
     await kube.patch_status(
         namespace=namespace,
         name=name,
@@ -59,6 +55,6 @@ async def make_ready(
                 }
             ],
             "issuedAt": issued,
-            "expiresAt": _timestamp(credential.expires_at),
+            "expiresAt": format_timestamp(credential.expires_at),
         },
     )

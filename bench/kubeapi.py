@@ -10,7 +10,6 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
-import datetime
 import json
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -20,6 +19,8 @@ from typing import Any
 from kubernetes.aio import client
 from kubernetes.aio import config as kconfig
 from kubernetes.aio.client.exceptions import ApiException
+
+from doks_access.bookkeeping import parse_timestamp
 
 GROUP, VERSION, PLURAL, KIND = "doks-access.dev", "v1alpha1", "doclusteraccesses", "DOClusterAccess"
 FIELD_MANAGER = "doks-access-bench"
@@ -77,7 +78,7 @@ class BenchKube:
         # Established comes before the storage is ready: until then, lists get 429s.
         for _ in range(300):
             try:
-                await self._list("default")
+                await self.list_objects("default")
             except ApiException as exc:
                 if exc.status != 429:
                     raise
@@ -134,7 +135,7 @@ class BenchKube:
 
     async def strip_finalizers(self, namespace: str) -> None:
         """Let a namespace go without an operator: remove every object's finalizers."""
-        listing = await self._list(namespace)
+        listing = await self.list_objects(namespace)
         names = [item["metadata"]["name"] for item in listing["items"]]
         patch = {"metadata": {"finalizers": None}}
 
@@ -153,7 +154,7 @@ class BenchKube:
         for start in range(0, len(names), 64):
             await asyncio.gather(*(strip(name) for name in names[start : start + 64]))
 
-    async def _list(self, namespace: str) -> dict[str, Any]:
+    async def list_objects(self, namespace: str) -> dict[str, Any]:
         listing: dict[str, Any] = await self.custom.list_namespaced_custom_object(  # type: ignore[assignment]
             GROUP, VERSION, namespace, PLURAL
         )
@@ -244,7 +245,7 @@ class StatusWatch:
 
     async def _run(self) -> None:
         while True:
-            listing = await self._kube._list(self.namespace)
+            listing = await self._kube.list_objects(self.namespace)
             for item in listing["items"]:
                 await self._observe(item)
             self._synced.set()
@@ -316,6 +317,5 @@ class _ExpiredError(Exception):
 
 
 def _epoch(text: object) -> float | None:
-    if not isinstance(text, str) or not text:
-        return None
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    moment = parse_timestamp(text)
+    return None if moment is None else moment.timestamp()
