@@ -15,6 +15,7 @@ import base64
 import binascii
 import contextlib
 import datetime
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -33,6 +34,8 @@ PLURAL = "doclusteraccesses"
 KIND = "DOClusterAccess"
 COMPONENT = "doks-access-operator"
 _MERGE_PATCH = "application/merge-patch+json"
+# What an HTTP header can carry as a bearer token (the DigitalOcean client checks the same).
+_HEADER_SAFE_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 class KubeError(Exception):
@@ -135,6 +138,13 @@ class Kube:
             ) from None
         if not token:
             raise TokenSecretError(f"the token in {where} key {key!r} is empty", reason="Empty")
+        if not _HEADER_SAFE_TOKEN.fullmatch(token):
+            # Some other text (a kubeconfig, a sentence): it cannot go into a bearer header, and
+            # it is the Secret that needs fixing, like a missing key. Its text stays out of here.
+            raise TokenSecretError(
+                f"the token in {where} key {key!r} is not one word of printable ASCII",
+                reason="Malformed",
+            )
         return token
 
     async def create_secret(self, *, namespace: str, manifest: Mapping[str, object]) -> None:

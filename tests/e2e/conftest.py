@@ -1,91 +1,9 @@
-"""The operator as users run it: ``doks-access run`` in its own process, against the session's
-control plane and DigitalOcean API emulator."""
+"""The end-to-end tests run against the session's operator (see ``tests/running_operator.py``)."""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from doks_access_testkit.controlplane import free_port
-from doks_access_testkit.emulator import Emulator
-from doks_access_testkit.processes import ManagedProcess
-from tests.conftest import SESSION_OPERATORS, Cluster
 
-
-class OperatorRunner:
-    """One ``doks-access run`` process that tests can restart; its log survives restarts."""
-
-    def __init__(
-        self, *, args: list[str], env: dict[str, str], log_path: Path, metrics_url: str
-    ) -> None:
-        self._args, self._env, self.log_path = args, env, log_path
-        self.metrics_url = metrics_url
-        self.process = self._spawn()
-
-    def _spawn(self) -> ManagedProcess:
-        return ManagedProcess(
-            name="doks-access", args=self._args, log_path=self.log_path, env=self._env
-        )
-
-    def restart(self) -> None:
-        self.process.stop()
-        self.process = self._spawn()
-
-    def start(self) -> None:
-        if self.process.exit_code() is not None:
-            self.process = self._spawn()
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-@pytest.fixture
-def operator(session_operator: OperatorRunner) -> OperatorRunner:
-    """The session's operator, running (started again if a test before stopped it)."""
-    session_operator.start()
-    return session_operator
-
-
-@pytest.fixture(scope="session")
-def session_operator(
-    cluster: Cluster,
-    digitalocean: Emulator,
-    crds: list[str],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[OperatorRunner]:
-    """One operator for the session, watching every namespace, logging at DEBUG."""
-    del crds  # installed before the operator starts
-    metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
-    runner = OperatorRunner(
-        args=[
-            sys.executable,
-            "-m",
-            "doks_access",
-            "run",
-            f"--kubeconfig={cluster.kubeconfig_path}",
-        ],
-        env={
-            **os.environ,
-            "DOKS_ACCESS_DIGITALOCEAN_API_URL": digitalocean.api_url,
-            "DOKS_ACCESS_DIGITALOCEAN_CA_FILE": str(digitalocean.ca_file),
-            "DOKS_ACCESS_LOG_LEVEL": "DEBUG",
-            "DOKS_ACCESS_METRICS_ENDPOINT": metrics_url,
-        },
-        log_path=tmp_path_factory.mktemp("operator") / "operator.log",
-        metrics_url=metrics_url,
-    )
-    SESSION_OPERATORS.append(runner)
-    try:
-        yield runner
-    finally:
-        runner.stop()
-        exit_code = runner.process.exit_code()
-        if exit_code not in (0, None):
-            print(f"operator exited with {exit_code}:\n{runner.process.log_tail(60)}")
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.import_plugin("tests.running_operator")

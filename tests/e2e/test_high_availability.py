@@ -16,7 +16,6 @@ from doks_access_testkit.emulator import Emulator
 from doks_access_testkit.processes import ManagedProcess
 from tests import kube
 from tests.conftest import Cluster
-from tests.e2e.conftest import OperatorRunner
 from tests.e2e.objects import (
     CLUSTER_ID,
     apply_access,
@@ -24,6 +23,7 @@ from tests.e2e.objects import (
     request_refresh,
     wait_for_condition,
 )
+from tests.running_operator import OperatorRunner
 
 
 @pytest.fixture

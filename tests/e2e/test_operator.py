@@ -17,7 +17,6 @@ from kubernetes.client.exceptions import ApiException
 
 from doks_access_testkit.emulator import DEMO_TOKEN, Emulator, Fault
 from tests import kube
-from tests.e2e.conftest import OperatorRunner
 from tests.e2e.objects import (
     CLUSTER_ID,
     EMULATOR_USER,
@@ -33,6 +32,7 @@ from tests.e2e.objects import (
     wait_for_condition,
     whoami,
 )
+from tests.running_operator import OperatorRunner
 
 pytestmark = pytest.mark.usefixtures("operator")
 

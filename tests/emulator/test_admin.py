@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import httpx
 import pytest
 
@@ -50,6 +52,19 @@ def test_faults_are_added_listed_removed_and_cleared(
     assert len(admin.post("/_emulator/faults", json=many).json()["faults"]) == 2
     assert admin.delete("/_emulator/faults").status_code == 204
     assert admin.get("/_emulator/faults").json() == {"faults": []}
+
+
+def test_a_binary_body_fault_travels_as_base64(admin: httpx.Client, do_api: httpx.Client) -> None:
+    garbage = base64.b64encode(b"\x00\xfe garbage").decode()
+    fault = {"kind": "body", "body_base64": garbage, "content_type": "application/octet-stream"}
+    created = admin.post("/_emulator/faults", json=fault)
+    assert created.status_code == 201
+    assert created.json()["faults"][0]["body_base64"] == garbage
+    answer = do_api.get(KUBECONFIG)
+    assert (answer.content, answer.headers["content-type"]) == (
+        b"\x00\xfe garbage",
+        "application/octet-stream",
+    )
 
 
 @pytest.mark.parametrize(

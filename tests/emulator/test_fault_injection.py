@@ -191,6 +191,27 @@ def test_a_wrong_server_is_plain_http_or_another_host(
     assert do_api.get(CREDENTIALS).json()["server"] == "https://attacker.example"
 
 
+@pytest.mark.parametrize("path", [KUBECONFIG, CREDENTIALS])
+def test_a_body_fault_answers_exactly_its_bytes_and_content_type(
+    do_api: httpx.Client, emulator: Emulator, path: str
+) -> None:
+    garbage = bytes(range(256)) * 3
+    emulator.add_fault(Fault(kind="body", body=garbage, content_type="text/html", count=1))
+    replaced = do_api.get(path)
+    assert (replaced.status_code, replaced.content) == (200, garbage)
+    assert replaced.headers["content-type"] == "text/html"
+    assert len(emulator.issued_credentials()) == 1  # minted, as a real upstream would have
+    assert do_api.get(path).content != garbage  # count=1: the next answer is the real one
+
+
+def test_a_body_fault_keeps_the_endpoints_content_type_unless_told(
+    do_api: httpx.Client, emulator: Emulator
+) -> None:
+    emulator.add_fault(Fault(kind="body", body="kind: Config\n"))
+    assert do_api.get(KUBECONFIG).headers["content-type"] == "application/yaml"
+    assert do_api.get(CREDENTIALS).headers["content-type"] == "application/json; charset=utf-8"
+
+
 def test_faults_given_at_start_are_active_from_the_first_request(clock: ManualClock) -> None:
     config = EmulatorConfig.demo(faults=(Fault(kind="status", status=500, count=1),))
     with Emulator(config=config, clock=clock) as emulator, client_for(emulator, DEMO_TOKEN) as c:

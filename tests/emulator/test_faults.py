@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -109,6 +110,12 @@ def test_a_fault_round_trips_through_its_dict_form() -> None:
     }
 
 
+@pytest.mark.parametrize("body", ["text: é", b"\x00\xff binary"], ids=["text", "bytes"])
+def test_a_body_fault_round_trips_through_json(body: str | bytes) -> None:
+    fault = Fault(kind="body", body=body, content_type="text/html", endpoint="kubeconfig")
+    assert Fault.from_dict(json.loads(json.dumps(fault.to_dict()))) == fault
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -124,6 +131,12 @@ def test_a_fault_round_trips_through_its_dict_form() -> None:
         ({"kind": "status", "status": "500"}, "wrong type"),
         ({"kind": "drop", "colour": "red"}, "unknown fault field"),
         ({"status": 500}, "needs a kind"),
+        ({"kind": "body"}, "needs a body"),
+        ({"kind": "body", "body": "x", "body_base64": "eA=="}, "not both"),
+        ({"kind": "body", "body_base64": "not base64!"}, "not valid base64"),
+        ({"kind": "body", "body": "x", "content_type": "a\r\nx-injected: 1"}, "on one line"),
+        ({"kind": "drop", "content_type": "text/html"}, "body faults only"),
+        ({"kind": "body", "body": "x", "endpoint": "list_clusters"}, "credentials or kubeconfig"),
     ],
 )
 def test_invalid_faults_are_refused_with_a_reason(data: dict[str, Any], message: str) -> None:

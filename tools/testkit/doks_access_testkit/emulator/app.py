@@ -235,7 +235,7 @@ async def _get_kubeconfig(request: web.Request) -> web.Response:
     )
     document = kubeconfigs.break_kubeconfig(document, faults, cluster=cluster)
     body = kubeconfigs.break_bytes(kubeconfigs.render_yaml(document), faults, yaml_body=True)
-    return web.Response(body=body, content_type="application/yaml")
+    return _body_response(body, kubeconfigs.content_type(faults, default="application/yaml"))
 
 
 async def _get_credentials(request: web.Request) -> web.Response:
@@ -254,7 +254,14 @@ async def _get_credentials(request: web.Request) -> web.Response:
     )
     document = kubeconfigs.break_credentials(document, faults)
     body = kubeconfigs.break_bytes(json.dumps(document).encode(), faults, yaml_body=False)
-    return web.Response(body=body, content_type="application/json", charset="utf-8")
+    default = "application/json; charset=utf-8"
+    return _body_response(body, kubeconfigs.content_type(faults, default=default))
+
+
+def _body_response(body: bytes, content_type: str) -> web.Response:
+    # A header, not aiohttp's content_type argument: that one refuses parameters and odd values,
+    # and a hostile answer's content type is the test's to choose.
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 def _token(request: web.Request) -> ApiToken:

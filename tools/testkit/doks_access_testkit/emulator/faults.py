@@ -11,6 +11,8 @@ rate limiting (so they carry real ``ratelimit-*`` headers), body faults to a suc
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import itertools
 import random
@@ -29,6 +31,7 @@ FaultKind = Literal[
     "exec_kubeconfig",
     "auth_provider_kubeconfig",
     "wrong_server",
+    "body",
 ]
 Endpoint = Literal["list_clusters", "get_cluster", "kubeconfig", "credentials"]
 
@@ -43,6 +46,7 @@ BODY_KINDS = frozenset(
         "exec_kubeconfig",
         "auth_provider_kubeconfig",
         "wrong_server",
+        "body",
     }
 )
 _CREDENTIAL_ENDPOINTS = frozenset({"kubeconfig", "credentials"})
@@ -65,6 +69,9 @@ class Fault:
     - ``exec_kubeconfig`` / ``auth_provider_kubeconfig``: a kubeconfig whose user runs a command
       or uses an auth provider instead of carrying a token.
     - ``wrong_server``: credentials whose server is ``server`` (default: the right one over http).
+    - ``body``: a 200 whose body is exactly ``body`` (text is sent as UTF-8), with the endpoint's
+      own content type or ``content_type``: any answer a test can write down, hostile or not.
+      In the dict form, a ``bytes`` body travels as ``body_base64``.
     """
 
     kind: FaultKind
@@ -75,6 +82,8 @@ class Fault:
     seconds: float | None = None
     server: str | None = None
     retry_after: int | None = None
+    body: str | bytes | None = None
+    content_type: str | None = None
     id: str = ""
 
     def __post_init__(self) -> None:
@@ -100,10 +109,23 @@ class Fault:
             raise ValueError("an error_rate fault needs a probability between 0 and 1")
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError("retry_after must be >= 0")
+        if kind == "body" and not isinstance(self.body, str | bytes):
+            raise ValueError("a body fault needs a body (text or bytes)")
+        if self.content_type is not None and (
+            kind != "body" or _HEADER_BREAK & set(self.content_type)
+        ):
+            raise ValueError("content_type is for body faults only, on one line")
         if kind in BODY_KINDS and self.endpoint is not None:
             allowed = {"kubeconfig"} if kind in _KUBECONFIG_ONLY else _CREDENTIAL_ENDPOINTS
             if self.endpoint not in allowed:
                 raise ValueError(f"a {kind} fault applies to {' or '.join(sorted(allowed))} only")
+
+    @property
+    def body_bytes(self) -> bytes:
+        """The body of a ``body`` fault as sent (empty for every other kind)."""
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return self.body or b""
 
     @property
     def error_status(self) -> int:
@@ -121,7 +143,7 @@ class Fault:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fault:
         """A fault from its JSON/YAML form; unknown keys are an error, not silently ignored."""
-        names = {field.name for field in dataclasses.fields(cls)}
+        names = {field.name for field in dataclasses.fields(cls)} | {"body_base64"}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
@@ -130,10 +152,22 @@ class Fault:
         for name, value in data.items():
             if value is not None and not _FIELD_TYPES[name](value):
                 raise ValueError(f"fault field {name!r} has the wrong type: {value!r}")
-        return cls(**data)
+        fields = dict(data)
+        if fields.get("body_base64") is not None:
+            if fields.get("body") is not None:
+                raise ValueError("give body or body_base64, not both")
+            try:
+                fields["body"] = base64.b64decode(fields["body_base64"], validate=True)
+            except binascii.Error:
+                raise ValueError("body_base64 is not valid base64") from None
+        fields.pop("body_base64", None)
+        return cls(**fields)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and v != ""}
+        found = {k: v for k, v in dataclasses.asdict(self).items() if v is not None and v != ""}
+        if isinstance(self.body, bytes):  # JSON has no bytes
+            found["body_base64"] = base64.b64encode(found.pop("body")).decode()
+        return found
 
 
 def _is_int(value: object) -> bool:
@@ -157,8 +191,12 @@ _FIELD_TYPES = {
     "seconds": _is_number,
     "server": _is_str,
     "retry_after": _is_int,
+    "body": _is_str,
+    "body_base64": _is_str,
+    "content_type": _is_str,
     "id": _is_str,
 }
+_HEADER_BREAK = frozenset("\r\n")
 
 
 @dataclasses.dataclass(frozen=True)

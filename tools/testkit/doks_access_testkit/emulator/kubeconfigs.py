@@ -172,10 +172,21 @@ def break_credentials(document: dict[str, Any], faults: Iterable[Fault]) -> dict
 
 
 def break_bytes(body: bytes, faults: Iterable[Fault], *, yaml_body: bool) -> bytes:
-    """Apply ``malformed_body``: YAML that no parser accepts, or JSON cut in the middle."""
+    """Apply ``malformed_body`` (YAML that no parser accepts, or JSON cut in the middle) and
+    ``body`` (the test's own bytes instead of the answer)."""
+    faults = tuple(faults)
+    replaced = next((fault for fault in faults if fault.kind == "body"), None)
+    if replaced is not None:
+        return replaced.body_bytes
     if any(fault.kind == "malformed_body" for fault in faults):
         return _BROKEN_YAML if yaml_body else body[: len(body) // 2]
     return body
+
+
+def content_type(faults: Iterable[Fault], *, default: str) -> str:
+    """The ``Content-Type`` of an answer: a ``body`` fault's own, or the endpoint's."""
+    chosen = (fault.content_type for fault in faults if fault.kind == "body")
+    return next((found for found in chosen if found is not None), default)
 
 
 def _plain_http(server: str) -> str:
