@@ -28,7 +28,7 @@ from doks_access_testkit.binaries import control_plane_bin_dir
 from doks_access_testkit.controlplane import ControlPlane, TokenWebhook
 from doks_access_testkit.emulator import Emulator, EmulatorConfig
 from doks_access_testkit.processes import process_group_alive
-from tests import kube
+from tests import kube, witness
 
 EXTERNAL_KUBECONFIG_ENV = "DOKS_ACCESS_TEST_KUBECONFIG"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +38,8 @@ CRD_DIR = REPO_ROOT / "crds"
 SESSION_OPERATORS: list[Any] = []
 # Process groups of every control plane started in this session, checked once the session ends.
 _started_process_groups: list[tuple[str, int]] = []
+# What the session's witness found once the session ended: (hits, a summary line).
+_witnessed: list[Any] = []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,16 +68,23 @@ def register_processes(plane: ControlPlane) -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The cluster, with the session's witness recording its Events and DOClusterAccess objects
+    for as long as it runs (see ``tests/witness.py``)."""
+    basetemp = tmp_path_factory.getbasetemp()
     external = os.environ.get(EXTERNAL_KUBECONFIG_ENV)
     if external:
-        yield Cluster(kubeconfig_path=Path(external), control_plane=None, emulator=None)
+        with witness.SESSION.recording(kubeconfig=Path(external), basetemp=basetemp):
+            yield Cluster(kubeconfig_path=Path(external), control_plane=None, emulator=None)
         return
     with contextlib.ExitStack() as stack:
         emulator = stack.enter_context(Emulator(config=EmulatorConfig.demo()))
         plane = start_control_plane(token_webhook=emulator.token_webhook)
         stack.callback(plane.stop)
         emulator.use_control_plane(plane)
+        stack.enter_context(
+            witness.SESSION.recording(kubeconfig=plane.admin_kubeconfig_path, basetemp=basetemp)
+        )
         yield Cluster(
             kubeconfig_path=plane.admin_kubeconfig_path, control_plane=plane, emulator=emulator
         )
@@ -147,14 +156,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.cluster)
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _witnessed:
+        return
+    hits, summary = _witnessed
+    terminalreporter.write_line(summary)
+    if hits:
+        terminalreporter.write_line("ERROR: token material where none may be:", red=True)
+        for hit in hits[:50]:
+            terminalreporter.write_line(f"  {hit}")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    witness.SESSION.start(_basetemp(session.config))
+
+
+def _basetemp(config: pytest.Config) -> Path:
+    # The same directory `tmp_path_factory` hands out; the hooks get no fixtures.
+    factory: pytest.TempPathFactory = config._tmp_path_factory  # type: ignore[attr-defined]
+    return factory.getbasetemp()
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run if any control-plane process outlived its fixture."""
+    """Fail the run if any control-plane process outlived its fixture, or if any token material
+    reached a log, an Event, a status or a metrics scrape (see ``tests/witness.py``)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    _witnessed.extend(witness.SESSION.finish(_basetemp(session.config)))
+    hits = _witnessed[0]
+    if hits:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     leaked = [(name, pgid) for name, pgid in _started_process_groups if process_group_alive(pgid)]
     if leaked:
         for _, pgid in leaked:
             os.killpg(pgid, 9)
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(f"ERROR: control-plane processes outlived the tests: {leaked}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -30,6 +30,7 @@ def test_every_scenario_runs_and_reports(cluster: Cluster, crds: list[str], tmp_
             "--smoke",
             f"--kubeconfig={cluster.kubeconfig_path}",
             f"--out={out}",
+            f"--keep-logs={tmp_path / 'logs'}",  # for the session's witness: no token in them
         ],
         cwd=REPO_ROOT,
         capture_output=True,

@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 
 from doks_access_testkit.emulator import Emulator
 from doks_access_testkit.processes import ManagedProcess
-from tests import kube
+from tests import kube, witness
 from tests.chart.conftest import installed
 from tests.chart.helm import Helm, of_kind, rules_of
 from tests.chart.operator_as import (
@@ -262,6 +262,9 @@ def _prove_end_to_end(
         raise AssertionError(f"not Ready; the operator's log:\n{process.log_tail(60)}") from None
     secret = f"{name}-kubeconfig"
     assert objects.kubeconfig_of(api, namespace, secret, "kubeconfig").startswith(b"apiVersion")
+    if witness.PROC.is_dir():  # the token came from a Secret, not a flag or the environment
+        process_text = witness.arguments_and_environment(process.pid)
+        assert witness.leaked_in(process_text, witness.known_secrets()) == []
     access = objects.get_access(api, namespace, name)
     assert f"{GROUP}/daemon" in access["metadata"]["finalizers"]  # Kopf's patch was allowed
     fetched = f"[{namespace}/{name}] fetching a credential"
@@ -468,3 +471,240 @@ def test_a_standby_replica_answers_the_liveness_probe_too(
                 what=f"both {urls} to answer (a standby must serve the liveness endpoint too)",
                 timeout=30,
             )
+
+
+# --- what the apiserver refuses the ServiceAccount, asked for real --------------------------------
+# Each operation is sent as the chart's ServiceAccount (a TokenRequest token, as the operator gets)
+# and must come back 403 from the apiserver's authorizer: not a 404, not a validation error. The
+# objects named need not exist: authorization comes before anything else.
+
+Operation = Callable[[client.ApiClient, str, str], object]
+_ESCALATION_RULES = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
+_CLUSTER_ADMIN = {
+    "apiGroup": "rbac.authorization.k8s.io",
+    "kind": "ClusterRole",
+    "name": "cluster-admin",
+}
+
+
+def _config_map(api: client.ApiClient, _own: str, served: str) -> object:
+    body = {"metadata": {"name": "x"}, "data": {"a": "b"}}
+    return client.CoreV1Api(api).create_namespaced_config_map(served, body)
+
+
+def _deployment(api: client.ApiClient, _own: str, served: str) -> object:
+    labels = {"app": "x"}
+    body = {
+        "metadata": {"name": "x"},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "x", "image": "busybox"}]},
+            },
+        },
+    }
+    return client.AppsV1Api(api).create_namespaced_deployment(served, body)
+
+
+def _role(api: client.ApiClient, _own: str, served: str) -> object:
+    body = {"metadata": {"name": "x"}, "rules": _ESCALATION_RULES}
+    return client.RbacAuthorizationV1Api(api).create_namespaced_role(served, body)
+
+
+def _binding_to_cluster_admin(api: client.ApiClient, own: str, served: str) -> object:
+    subject = {"kind": "ServiceAccount", "name": f"{own}-doks-access-operator", "namespace": own}
+    body = {"metadata": {"name": "x"}, "roleRef": _CLUSTER_ADMIN, "subjects": [subject]}
+    return client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(served, body)
+
+
+def _cluster_binding_to_cluster_admin(api: client.ApiClient, own: str, _served: str) -> object:
+    subject = {"kind": "ServiceAccount", "name": f"{own}-doks-access-operator", "namespace": own}
+    body = {"metadata": {"name": f"{own}-x"}, "roleRef": _CLUSTER_ADMIN, "subjects": [subject]}
+    return client.RbacAuthorizationV1Api(api).create_cluster_role_binding(body)
+
+
+def _cluster_role(api: client.ApiClient, own: str, _served: str) -> object:
+    body = {"metadata": {"name": f"{own}-x"}, "rules": _ESCALATION_RULES}
+    return client.RbacAuthorizationV1Api(api).create_cluster_role(body)
+
+
+def _widen_own_role(api: client.ApiClient, own: str, served: str) -> object:
+    patch = {"rules": _ESCALATION_RULES}
+    name = f"{own}-doks-access-operator"
+    return client.RbacAuthorizationV1Api(api).patch_namespaced_role(name, served, patch)
+
+
+def _widen_own_cluster_role(api: client.ApiClient, own: str, _served: str) -> object:
+    patch = {"rules": _ESCALATION_RULES}
+    name = f"{own}-doks-access-operator"
+    return client.RbacAuthorizationV1Api(api).patch_cluster_role(name, patch)
+
+
+def _own_token(api: client.ApiClient, own: str, _served: str) -> object:
+    name = f"{own}-doks-access-operator"
+    return client.CoreV1Api(api).create_namespaced_service_account_token(
+        name, own, {"spec": {"expirationSeconds": 600}}
+    )
+
+
+def _exec(api: client.ApiClient, _own: str, served: str) -> object:
+    return client.CoreV1Api(api).connect_post_namespaced_pod_exec(
+        "x", served, command=["id"], stdout=True
+    )
+
+
+def _impersonate(api: client.ApiClient, _own: str, _served: str) -> object:
+    api.set_default_header("Impersonate-User", "system:admin")
+    return client.CoreV1Api(api).list_namespace()
+
+
+def _secret_in(namespace: Callable[[str, str], str]) -> Operation:
+    return lambda api, own, served: client.CoreV1Api(api).read_namespaced_secret(
+        "digitalocean-api", namespace(own, served)
+    )
+
+
+def _patch_secret(api: client.ApiClient, _own: str, served: str) -> object:
+    patch = {"data": {"kubeconfig": ""}}
+    return client.CoreV1Api(api).patch_namespaced_secret("x-kubeconfig", served, patch)
+
+
+def _access_in(namespace: Callable[[str, str], str], verb: str) -> Operation:
+    def operation(api: client.ApiClient, own: str, served: str) -> object:
+        custom, where = client.CustomObjectsApi(api), namespace(own, served)
+        if verb == "create":
+            body = {
+                "apiVersion": f"{GROUP}/{objects.VERSION}",
+                "kind": "DOClusterAccess",
+                "metadata": {"name": "x"},
+            }
+            return custom.create_namespaced_custom_object(
+                GROUP, objects.VERSION, where, objects.PLURAL, body
+            )
+        return custom.get_namespaced_custom_object(
+            GROUP, objects.VERSION, where, objects.PLURAL, "x"
+        )
+
+    return operation
+
+
+def _own(own: str, _served: str) -> str:
+    return own
+
+
+def _served(_own: str, served: str) -> str:
+    return served
+
+
+NAMESPACED_REFUSALS: dict[str, Operation] = {
+    "read a Secret in its own, unserved namespace": _secret_in(_own),
+    "read a Secret in default": _secret_in(lambda _o, _s: "default"),
+    "list Secrets cluster-wide": lambda api, _o, _s: client.CoreV1Api(
+        api
+    ).list_secret_for_all_namespaces(),
+    "get a DOClusterAccess in an unserved namespace": _access_in(_own, "get"),
+    "create a DOClusterAccess in an unserved namespace": _access_in(_own, "create"),
+    "create a DOClusterAccess where it serves": _access_in(_served, "create"),
+    "create a ConfigMap where it serves": _config_map,
+    "create a Deployment where it serves": _deployment,
+    "create a Role where it serves": _role,
+    "bind cluster-admin where it serves": _binding_to_cluster_admin,
+    "widen its own Role": _widen_own_role,
+    "create a ClusterRole": _cluster_role,
+    "request a token for its own ServiceAccount": _own_token,
+    "exec into a pod where it serves": _exec,
+    "impersonate": _impersonate,
+}
+CLUSTER_WIDE_REFUSALS: dict[str, Operation] = {
+    "patch a Secret": _patch_secret,
+    "create a DOClusterAccess": _access_in(_served, "create"),
+    "create a ConfigMap": _config_map,
+    "create a Deployment": _deployment,
+    "create a Role": _role,
+    "bind cluster-admin cluster-wide": _cluster_binding_to_cluster_admin,
+    "widen its own ClusterRole": _widen_own_cluster_role,
+    "request a token for its own ServiceAccount": _own_token,
+    "exec into a pod": _exec,
+    "impersonate": _impersonate,
+}
+
+
+@contextlib.contextmanager
+def _release_as_service_account(
+    helm: Helm,
+    cluster: Cluster,
+    api: client.ApiClient,
+    directory: Path,
+    *,
+    namespaced: bool,
+) -> Iterator[tuple[Path, str, str]]:
+    """A release in a fresh namespace (serving a second one when ``namespaced``) and a
+    kubeconfig of its ServiceAccount; yields (kubeconfig, own namespace, served namespace)."""
+    with kube.fresh_namespace(api) as own, kube.fresh_namespace(api) as served:
+        values = {"watchNamespaces": [served]} if namespaced else {}
+        with installed(helm, release=own, namespace=own, values=values):
+            kubeconfig = service_account_kubeconfig(
+                api,
+                admin_kubeconfig=cluster.kubeconfig_path,
+                namespace=own,
+                service_account=f"{own}-doks-access-operator",
+                path=directory / f"{own}.kubeconfig",
+            )
+            yield kubeconfig, own, served
+
+
+@pytest.fixture(scope="module")
+def namespaced_release(
+    cluster_helm: Helm,
+    cluster: Cluster,
+    api: client.ApiClient,
+    crds: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, str, str]]:
+    del crds  # refusals of DOClusterAccess requests are about a resource that exists
+    with _release_as_service_account(
+        cluster_helm, cluster, api, tmp_path_factory.mktemp("sa"), namespaced=True
+    ) as release:
+        yield release
+
+
+@pytest.fixture(scope="module")
+def cluster_wide_release(
+    cluster_helm: Helm,
+    cluster: Cluster,
+    api: client.ApiClient,
+    crds: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, str, str]]:
+    del crds
+    with _release_as_service_account(
+        cluster_helm, cluster, api, tmp_path_factory.mktemp("sa"), namespaced=False
+    ) as release:
+        yield release
+
+
+def _refused(release: tuple[Path, str, str], operation: Operation) -> None:
+    kubeconfig, own, served = release
+    with config.new_client_from_config(config_file=str(kubeconfig)) as as_operator:
+        # The probe of the probe: the same client may do what the chart grants.
+        client.CoreV1Api(as_operator).list_namespaced_secret(served)
+        with pytest.raises(client.ApiException) as raised:
+            operation(as_operator, own, served)
+    assert raised.value.status == 403, raised.value.reason
+
+
+@pytest.mark.parametrize("operation", NAMESPACED_REFUSALS.values(), ids=NAMESPACED_REFUSALS.keys())
+def test_the_apiserver_refuses_the_namespaced_operator_for_real(
+    namespaced_release: tuple[Path, str, str], operation: Operation
+) -> None:
+    _refused(namespaced_release, operation)
+
+
+@pytest.mark.parametrize(
+    "operation", CLUSTER_WIDE_REFUSALS.values(), ids=CLUSTER_WIDE_REFUSALS.keys()
+)
+def test_the_apiserver_refuses_the_cluster_wide_operator_for_real(
+    cluster_wide_release: tuple[Path, str, str], operation: Operation
+) -> None:
+    _refused(cluster_wide_release, operation)

@@ -11,7 +11,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from doks_access_testkit.emulator import Emulator, Fault
 from tests import kube
-from tests.e2e.conftest import OperatorRunner
 from tests.e2e.objects import (
     CLUSTER_ID,
     GROUP,
@@ -22,6 +21,7 @@ from tests.e2e.objects import (
     request_refresh,
     wait_for_condition,
 )
+from tests.running_operator import OperatorRunner
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -29,6 +29,9 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 def _scrape(operator: OperatorRunner) -> Samples:
     with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:  # noqa: S310
         text = response.read().decode()
+    # Kept for the session's witness, which greps every scrape for token material.
+    with (operator.log_path.parent / "scrapes.prom").open("a") as kept:
+        kept.write(text)
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)

@@ -6,6 +6,7 @@ import datetime
 import socket
 import threading
 
+import httpx
 import pytest
 import yaml
 
@@ -80,3 +81,18 @@ def test_a_kubernetes_backend_can_be_given_after_construction(emulator: Emulator
     with client_for(emulator, DEMO_TOKEN) as client:
         document = yaml.safe_load(client.get(KUBECONFIG).text)
     assert document["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
+
+
+def test_refused_connections_spare_the_webhook_and_resume_on_the_same_port(
+    clock: ManualClock,
+) -> None:
+    with Emulator(config=EmulatorConfig.demo(), clock=clock) as emulator:
+        emulator.refuse_connections()
+        with client_for(emulator, DEMO_TOKEN) as client, pytest.raises(httpx.ConnectError):
+            client.get(KUBECONFIG)
+        webhook = httpx.get(emulator.webhook_url, verify=emulator.client_ssl_context())
+        assert webhook.status_code == 404  # serving: only the TokenReview path exists
+
+        emulator.accept_connections()
+        with client_for(emulator, DEMO_TOKEN) as client:
+            assert client.get(KUBECONFIG).status_code == 200

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+
+from tests import kube
 
 GROUP, VERSION, PLURAL = "doks-access.dev", "v1alpha1", "doclusteraccesses"
 CLUSTER_ID = "bd5f5959-5e1e-4205-a714-a914373942af"
@@ -81,3 +86,105 @@ def test_invalid_specs_are_rejected_with_a_message_naming_the_problem(
     api: client.ApiClient, namespace: str, spec: dict[str, Any], message: str
 ) -> None:
     assert message in _rejection(api, namespace, spec)
+
+
+# --- no field names another namespace (DESIGN 2: the multi-tenancy boundary) -----------------
+
+CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "doclusteraccesses.doks-access.dev.yaml"
+# The only open maps in the spec: label and annotation keys put on the Secret the operator writes
+# in the object's own namespace; a key there is a label key, never a reference.
+STRING_MAPS = {"spec.target.labels", "spec.target.annotations"}
+CROSS_NAMESPACE = {
+    "tokenSecretRef": {"name": "digitalocean-api", "namespace": "elsewhere"},
+    "target": {"name": "stolen", "namespace": "elsewhere"},
+}
+
+
+def _spec_schema() -> dict[str, Any]:
+    (version,) = yaml.safe_load(CRD_FILE.read_text())["spec"]["versions"]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return schema
+
+
+def _walk(schema: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path, schema
+    for name, child in schema.get("properties", {}).items():
+        yield from _walk(child, f"{path}.{name}")
+    if isinstance(schema.get("items"), dict):
+        yield from _walk(schema["items"], f"{path}[]")
+
+
+def test_no_field_of_the_spec_can_name_a_namespace() -> None:
+    for path, schema in _walk(_spec_schema(), "spec"):
+        assert "namespace" not in path.rsplit(".", 1)[-1].lower(), path
+        assert not schema.get("x-kubernetes-preserve-unknown-fields"), path
+        assert "x-kubernetes-embedded-resource" not in schema, path
+        if schema.get("type") == "object" and path not in STRING_MAPS:
+            assert "properties" in schema, f"{path} is an open object"
+            assert "additionalProperties" not in schema, path
+    for path in STRING_MAPS:
+        (schema,) = [s for p, s in _walk(_spec_schema(), "spec") if p == path]
+        assert schema["additionalProperties"] == {"type": "string"}, path
+
+
+def test_the_secret_references_have_closed_sets_of_fields() -> None:
+    properties = _spec_schema()["properties"]
+    assert set(properties["tokenSecretRef"]["properties"]) == {"name", "key"}
+    assert set(properties["target"]["properties"]) == {
+        "name",
+        "format",
+        "key",
+        "labels",
+        "annotations",
+        "deletionPolicy",
+        "adopt",
+    }
+
+
+def _body(spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DOClusterAccess",
+        "metadata": {"name": "sample"},
+        "spec": {"clusterID": CLUSTER_ID, **spec},
+    }
+
+
+@pytest.mark.usefixtures("crds")
+def test_the_apiserver_prunes_a_namespace_given_to_a_secret_reference(
+    api: client.ApiClient, namespace: str
+) -> None:
+    created = client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, _body(CROSS_NAMESPACE), field_validation="Ignore"
+    )
+
+    assert created["spec"]["tokenSecretRef"] == {"name": "digitalocean-api", "key": "token"}
+    assert "namespace" not in created["spec"]["target"]
+    stored = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "sample"
+    )
+    assert stored["spec"] == created["spec"]
+
+
+@pytest.mark.usefixtures("crds")
+@pytest.mark.parametrize("field", ["tokenSecretRef", "target"])
+def test_strict_field_validation_rejects_a_namespace_given_to_a_secret_reference(
+    api: client.ApiClient, namespace: str, field: str
+) -> None:
+    with pytest.raises(ApiException) as raised:
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            _body({"tokenSecretRef": {"name": "t"}, field: CROSS_NAMESPACE[field]}),
+            field_validation="Strict",
+        )
+
+    assert raised.value.status == 400
+    assert f'unknown field \\"spec.{field}.namespace\\"' in str(raised.value.body)
+    assert kube.is_absent(
+        lambda: client.CustomObjectsApi(api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, "sample"
+        )
+    )

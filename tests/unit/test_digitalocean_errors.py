@@ -474,3 +474,82 @@ async def test_logs_requests_without_the_token(
     assert ours == [f"GET {KUBECONFIG_PATH}?type=token&expiry_seconds=600 -> 200 in 0.000s"]
     for secret in (API_TOKEN, KUBECONFIG_TOKEN, "Bearer"):
         assert secret not in caplog.text
+
+
+# An API token of DigitalOcean's legacy shape (64 hex digits, no `dop_v1_` prefix; such tokens
+# still work) and a credential-looking string the client cannot know: both are plain identifier
+# characters, so only their shape, or knowing the token, keeps them out of a message.
+LEGACY_TOKEN = "7f3a9c1e5b2d8f4a6c0e9b3d7a1f5c2e8b4d0a6f3c9e1b7d5a2f8c4e0b6d9a3f"
+TOKEN_LOOKING = "c0ffee5eed1234567890abcdef1234567890abcdef12345678"
+
+ECHOES: list[Any] = [
+    pytest.param(lambda: json_response(401, {"id": LEGACY_TOKEN}), id="401-id-is-the-token"),
+    pytest.param(
+        lambda: json_response(401, {"id": "unauthorized", "request_id": LEGACY_TOKEN}),
+        id="401-request-id-is-the-token",
+    ),
+    pytest.param(
+        lambda: json_response(401, {"id": LEGACY_TOKEN[:40]}), id="401-id-is-half-the-token"
+    ),
+    pytest.param(
+        lambda: json_response(403, {"id": f"bad:{LEGACY_TOKEN[8:30]}"}),
+        id="403-id-quotes-the-token",
+    ),
+    pytest.param(
+        lambda: httpx.Response(500, content=b"oops", headers={"x-request-id": LEGACY_TOKEN}),
+        id="500-request-id-header-is-the-token",
+    ),
+    pytest.param(
+        lambda: json_response(500, {"id": TOKEN_LOOKING, "request_id": TOKEN_LOOKING}),
+        id="500-token-looking-ids",
+    ),
+    pytest.param(
+        lambda: kubeconfig_response(b"a: b", **{"content-type": f"application/{LEGACY_TOKEN}"}),
+        id="content-type-is-the-token",
+    ),
+    pytest.param(
+        lambda: kubeconfig_response(b"a: b", **{"content-type": f"text/{TOKEN_LOOKING}"}),
+        id="token-looking-content-type",
+    ),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("reply", ECHOES)
+async def test_an_answer_that_echoes_the_token_or_looks_like_a_credential_is_not_quoted(
+    single_shot: DigitalOceanClient,
+    digitalocean: FakeDigitalOcean,
+    reply: Callable[[], httpx.Response],
+) -> None:
+    digitalocean.script(reply())
+
+    with pytest.raises(DigitalOceanError) as raised:
+        await single_shot.fetch_kubeconfig(
+            token=LEGACY_TOKEN, cluster_id=CLUSTER_ID, expiry_seconds=None
+        )
+
+    text = _all_text_of(raised.value)
+    for secret in (LEGACY_TOKEN, TOKEN_LOOKING):
+        slices = {secret[i : i + 12] for i in range(len(secret) - 11)}
+        assert not [s for s in slices if s in text], f"{type(raised.value).__name__} quotes it"
+    assert str(raised.value).startswith(f"GET {KUBECONFIG_PATH}: ")
+
+
+@pytest.mark.asyncio
+async def test_plain_error_and_request_ids_are_still_quoted(
+    single_shot: DigitalOceanClient, digitalocean: FakeDigitalOcean
+) -> None:
+    request_id = "a4c0e0a6-0c4a-4f1b-9c55-0b1c9a0e2f3d"
+    digitalocean.script(
+        json_response(422, {"id": "unprocessable_entity", "request_id": request_id})
+    )
+
+    with pytest.raises(InvalidResponseError) as raised:
+        await single_shot.fetch_kubeconfig(
+            token=LEGACY_TOKEN, cluster_id=CLUSTER_ID, expiry_seconds=None
+        )
+
+    assert str(raised.value) == (
+        f"GET {KUBECONFIG_PATH}: HTTP 422 unprocessable_entity (request {request_id})"
+        ": unexpected status"
+    )

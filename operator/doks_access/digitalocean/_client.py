@@ -45,6 +45,7 @@ from doks_access.digitalocean._errors import (
     RateLimitedError,
     TransportError,
     error_for_status,
+    quotable,
 )
 from doks_access.digitalocean._ratelimit import RateLimiter, RateLimits, ServerQuota, token_key
 from doks_access.digitalocean._retry import RetryPolicy, call_with_retries
@@ -289,11 +290,12 @@ class DigitalOceanClient:
                 headers=response.headers,
                 body=body,
                 now=received_at,
+                token=token,
             )
             if isinstance(error, RateLimitedError):
                 self._limiter.pause(token=token, seconds=error.retry_after)
             raise error
-        _require_media_type(response.headers, expected=expected, what=what)
+        _require_media_type(response.headers, expected=expected, what=what, token=token)
         return _Reply(what=what, body=body, sent_at=sent_at)
 
     async def _send(
@@ -400,11 +402,18 @@ def _is_last_page(page: ClusterPage, *, seen: int) -> bool:
     return page.total is not None and seen >= page.total
 
 
-def _require_media_type(headers: httpx.Headers, *, expected: _Expected, what: str) -> None:
+def _require_media_type(
+    headers: httpx.Headers, *, expected: _Expected, what: str, token: str
+) -> None:
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type in expected.media_types:
         return
-    shown = repr(media_type) if _MEDIA_TYPE.fullmatch(media_type) else "a malformed one"
+    if not _MEDIA_TYPE.fullmatch(media_type):
+        shown = "a malformed one"
+    elif not quotable(media_type, token=token.lower()):  # compared as the header was: lower case
+        shown = "one that looks like a credential"
+    else:
+        shown = repr(media_type)
     raise InvalidResponseError(f"{what}: unexpected content type {shown}")
 
 

@@ -21,7 +21,9 @@ slower backoff (DESIGN 4.5) tries again later.
 Messages name the request, the status and DigitalOcean's short error id and request id. They never
 carry the API token, a response body or DigitalOcean's free-text message (which could echo
 request data); DESIGN 4.8 forbids logging any of it, and exception messages end up in logs,
-events and status conditions.
+events and status conditions. Even an id is left out when it could be a credential (see
+``quotable``): an echo of the token (legacy tokens are 64 plain hex digits), or anything with a
+long opaque run, which no error id, UUID or media type has.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ __all__ = [
     "TransportError",
     "UnauthorizedError",
     "error_for_status",
+    "quotable",
     "retry_after_seconds",
 ]
 
@@ -57,6 +60,10 @@ MAX_RETRY_AFTER = 3600.0
 # DigitalOcean's error ids (`not_found`) and request ids (UUIDs) are short and plain; anything else
 # is not an id and is left out of messages rather than echoed.
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# Random tokens and keys are long runs of letters and digits; words and UUID groups are short.
+_OPAQUE_RUN = re.compile(r"[A-Za-z0-9]{16,}")
+# Any 8 characters in common with the token: an echo, or part of one.
+_ECHO_LENGTH = 8
 
 
 class DigitalOceanError(Exception):
@@ -127,9 +134,11 @@ def error_for_status(
     headers: Mapping[str, str],
     body: bytes,
     now: datetime.datetime,
+    token: str,
 ) -> DigitalOceanError:
-    """The error for a non-2xx answer to ``what`` (``"GET /v2/..."``) received at ``now``."""
-    error_id, request_id = _error_identifiers(headers=headers, body=body)
+    """The error for a non-2xx answer to ``what`` (``"GET /v2/..."``) received at ``now``, for
+    a request that carried ``token`` (which the message must not quote)."""
+    error_id, request_id = _error_identifiers(headers=headers, body=body, token=token)
     message = _describe(what=what, status=status, error_id=error_id, request_id=request_id)
     if status == 429:
         retry_after = retry_after_seconds(headers=headers, now=now)
@@ -197,22 +206,35 @@ def _parse_number(value: str | None) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _error_identifiers(*, headers: Mapping[str, str], body: bytes) -> tuple[str | None, str | None]:
+def _error_identifiers(
+    *, headers: Mapping[str, str], body: bytes, token: str
+) -> tuple[str | None, str | None]:
     """DigitalOcean's ``id`` and ``request_id`` from a JSON error body (or the header)."""
     parsed: object = None
     # An error body we cannot read still has a status that says enough.
     with contextlib.suppress(UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         parsed = json.loads(body.decode("utf-8"))
     fields = parsed if isinstance(parsed, dict) else {}
-    error_id = _identifier(fields.get("id"))
-    request_id = _identifier(fields.get("request_id")) or _identifier(headers.get("x-request-id"))
+    error_id = _identifier(fields.get("id"), token=token)
+    request_id = _identifier(fields.get("request_id"), token=token) or _identifier(
+        headers.get("x-request-id"), token=token
+    )
     return error_id, request_id
 
 
-def _identifier(value: object) -> str | None:
-    if isinstance(value, str) and _IDENTIFIER.fullmatch(value):
+def _identifier(value: object, *, token: str) -> str | None:
+    if isinstance(value, str) and _IDENTIFIER.fullmatch(value) and quotable(value, token=token):
         return value
     return None
+
+
+def quotable(value: str, *, token: str) -> bool:
+    """Whether a short string from an answer may appear in a message: not if it could be a
+    credential, that is, if it shares 8 characters with ``token`` or has a long opaque run."""
+    if _OPAQUE_RUN.search(value):
+        return False
+    pieces = (token[i : i + _ECHO_LENGTH] for i in range(len(token) - _ECHO_LENGTH + 1))
+    return not any(piece in value for piece in pieces)
 
 
 def _describe(*, what: str, status: int, error_id: str | None, request_id: str | None) -> str:

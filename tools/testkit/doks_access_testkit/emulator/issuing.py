@@ -68,6 +68,7 @@ def issue(*, cluster: Cluster, backend: KubernetesBackend, now: float, lifetime:
         now=to_datetime(now),
     )
     credential = _credential(cluster, kind="certificate", now=now, expires_at=expires_at)
+    credential = dataclasses.replace(credential, client_key_pem=pair.key_pem)
     return Issued(credential=credential, server=server, ca_pem=backend.ca_pem, certificate=pair)
 
 

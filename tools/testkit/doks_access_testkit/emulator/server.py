@@ -25,6 +25,7 @@ import socket
 import ssl
 import tempfile
 import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -53,6 +54,10 @@ from doks_access_testkit.pki import CertificateAuthority
 
 _START_TIMEOUT_SECONDS = 30.0
 _SHUTDOWN_TIMEOUT_SECONDS = 5.0
+
+# Opt-in: called with every Emulator created in this process, so that a test session can learn
+# the secrets of every emulator its tests made, and prove none of them leaked (tests/witness.py).
+creation_hooks: list[Callable[[Emulator], None]] = []
 
 
 class Emulator:
@@ -100,7 +105,10 @@ class Emulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runners: list[web.AppRunner] = []
+        self._api_runner: web.AppRunner | None = None
         self._stopped = False
+        for hook in creation_hooks:
+            hook(self)
 
     # -- addresses and trust -----------------------------------------------------------------------
 
@@ -197,16 +205,52 @@ class Emulator:
             loop.close()
 
     async def _serve(self) -> None:
+        await self._serve_api()
+        webhook = create_webhook_app(self.emulation)
+        await self._serve_app(webhook, self._webhook_socket, self._server_ssl_context())
+
+    async def _serve_api(self) -> None:
         api_tls = self._server_ssl_context() if self.config.tls else None
-        sites = [
-            (create_api_app(self.emulation), self._api_socket, api_tls),
-            (create_webhook_app(self.emulation), self._webhook_socket, self._server_ssl_context()),
-        ]
-        for app, sock, tls in sites:
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS)
-            await runner.setup()
-            self._runners.append(runner)
-            await web.SockSite(runner, sock, ssl_context=tls).start()
+        self._api_runner = await self._serve_app(
+            create_api_app(self.emulation), self._api_socket, api_tls
+        )
+
+    async def _serve_app(
+        self, app: web.Application, sock: socket.socket, tls: ssl.SSLContext | None
+    ) -> web.AppRunner:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.SockSite(runner, sock, ssl_context=tls).start()
+        return runner
+
+    # -- an unreachable API ------------------------------------------------------------------------
+
+    def refuse_connections(self) -> None:
+        """Stop listening on the API's port (open connections are cut): clients get "connection
+        refused", as when DigitalOcean is unreachable. The token webhook keeps serving, because a
+        DOKS cluster authenticates its users without the DigitalOcean API."""
+        self._call_in_loop(self._close_api())
+
+    def accept_connections(self) -> None:
+        """Listen on the API's port again, after :meth:`refuse_connections`."""
+        self._api_socket = _bound_socket(self.config.host, int(self.api_url.rsplit(":", 1)[1]))
+        self._call_in_loop(self._serve_api())
+
+    async def _close_api(self) -> None:
+        runner = self._api_runner
+        if runner is None:
+            return
+        self._api_runner = None
+        self._runners.remove(runner)
+        await runner.cleanup()
+        self._api_socket.close()
+
+    def _call_in_loop(self, work: Coroutine[Any, Any, None]) -> None:
+        if self._loop is None:
+            work.close()
+            raise RuntimeError("the emulator is not running")
+        asyncio.run_coroutine_threadsafe(work, self._loop).result(_START_TIMEOUT_SECONDS)
 
     async def _shutdown(self) -> None:
         transports = [

@@ -95,7 +95,10 @@ class Cluster:
 
 @dataclasses.dataclass(frozen=True)
 class IssuedCredential:
-    """One credential minted by a kubeconfig or credentials call. ``token`` is the secret."""
+    """One credential minted by a kubeconfig or credentials call.
+
+    ``token`` (token mode) or ``client_key_pem`` (certificate mode) is the secret.
+    """
 
     id: str
     cluster_id: str
@@ -104,6 +107,7 @@ class IssuedCredential:
     issued_at: float
     expires_at: float
     token: str | None = None
+    client_key_pem: bytes | None = dataclasses.field(default=None, repr=False)
 
     def valid_at(self, now: float) -> bool:
         return now < self.expires_at
@@ -132,6 +136,10 @@ class AccountState:
                 cluster = dataclasses.replace(cluster, created_at=now)
             self._clusters[cluster.id] = cluster
             return cluster
+
+    def tokens(self) -> list[ApiToken]:
+        with self._lock:
+            return list(self._tokens.values())
 
     def authenticate(self, bearer: str | None) -> ApiToken | None:
         if not bearer:
