@@ -162,7 +162,7 @@ def test_renewal_jitters_spread_over_zero_to_ten_percent() -> None:
 def test_backs_off_exponentially_from_five_seconds_to_five_minutes(
     failures: int, ceiling: datetime.timedelta
 ) -> None:
-    delay = failure_backoff(failures=failures, now=ISSUED, expires_at=None, jitter_fraction=1.0)
+    delay = failure_backoff(failures=failures, now=ISSUED, expires_at=EXPIRES, jitter_fraction=1.0)
 
     assert delay == ceiling
 
@@ -198,16 +198,19 @@ def test_retries_at_least_once_a_second_just_before_expiry() -> None:
     assert delay == SECOND
 
 
-def test_backs_off_to_the_normal_cap_once_the_credential_has_expired() -> None:
-    now = EXPIRES + SECOND
+@pytest.mark.parametrize(
+    ("now", "expires_at"), [(EXPIRES + SECOND, EXPIRES), (ISSUED, None)], ids=["expired", "none"]
+)
+def test_retries_at_least_every_thirty_seconds_without_a_valid_credential(
+    now: datetime.datetime, expires_at: datetime.datetime | None
+) -> None:
+    delay = failure_backoff(failures=10, now=now, expires_at=expires_at, jitter_fraction=1.0)
 
-    delay = failure_backoff(failures=10, now=now, expires_at=EXPIRES, jitter_fraction=1.0)
-
-    assert delay == 5 * MINUTE
+    assert delay == 30 * SECOND
 
 
 def test_survives_an_endless_failure_streak() -> None:
-    delay = failure_backoff(failures=10_000, now=ISSUED, expires_at=None, jitter_fraction=1.0)
+    delay = failure_backoff(failures=10_000, now=ISSUED, expires_at=EXPIRES, jitter_fraction=1.0)
 
     assert delay == 5 * MINUTE
 
