@@ -12,7 +12,7 @@ CONTROLPLANE_BUILD := tools/controlplane/build.sh
 PROMTOOL_BUILD := tools/promtool/build.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help venv controlplane promtool lint format types imports check test unit demo bench lock clean
+.PHONY: help venv controlplane promtool lint format types imports check test unit demo bench soak chaos fuzz lock clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -61,10 +61,25 @@ demo: venv controlplane  ## Offline demo: emulator + control plane + operator + 
 bench: venv controlplane  ## Benchmarks (about 40 min): prints a table, writes .bench/results.json.
 	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" $(BIN)/python -m bench $(BENCH_ARGS)
 
+soak: venv controlplane  ## Continuity soak (about 12 min): consumers authenticate through 10 rotations.
+	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" $(BIN)/python -m reliability \
+		--scenario soak --out .reliability/soak.json $(RELIABILITY_ARGS)
+
+# `make chaos SCENARIO=failover` runs one of them.
+SCENARIO ?= chaos
+chaos: venv controlplane  ## Fault injection (about 25 min): outages, 429s, restarts, kills, failover.
+	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" $(BIN)/python -m reliability \
+		--scenario $(SCENARIO) --out .reliability/chaos.json $(RELIABILITY_ARGS)
+
+fuzz: venv controlplane  ## Hostile input, long run (hypothesis profile "long"): specs, kubeconfigs, answers.
+	mkdir -p .reliability
+	HYPOTHESIS_PROFILE=long DOKS_ACCESS_HOSTILE_REPORT=$(CURDIR)/.reliability/hostile.json \
+	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" $(BIN)/pytest -p no:cacheprovider tests/hostile
+
 lock: venv  ## Re-resolve constraints.txt from the pyproject files (needs uv in the venv).
 	$(BIN)/python -m pip install --quiet uv==0.13.9
 	$(BIN)/uv pip compile --python-version 3.11 pyproject.toml tools/testkit/pyproject.toml \
 		requirements-build.in --extra dev --no-emit-package doks-access-operator -o constraints.txt
 
 clean:  ## Remove the virtualenv and caches (the control-plane cache lives outside the repo).
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .controlplane .demo .bench
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .controlplane .demo .bench .reliability .hypothesis

@@ -141,18 +141,23 @@ class BenchKube:
 
         async def strip(name: str) -> None:
             with contextlib.suppress(ApiException):
-                await self.custom.patch_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    PLURAL,
-                    name,
-                    patch,
-                    _content_type="application/merge-patch+json",
-                )
+                await self.merge_patch_object(namespace=namespace, name=name, patch=patch)
 
         for start in range(0, len(names), 64):
             await asyncio.gather(*(strip(name) for name in names[start : start + 64]))
+
+    async def merge_patch_object(
+        self, *, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> None:
+        await self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            dict(patch),
+            _content_type="application/merge-patch+json",
+        )
 
     async def list_objects(self, namespace: str) -> dict[str, Any]:
         listing: dict[str, Any] = await self.custom.list_namespaced_custom_object(  # type: ignore[assignment]

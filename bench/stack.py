@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -63,6 +64,7 @@ class OperatorProcess:
         log_path: Path,
         limits: RateLimits,
         profile: Path | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
         # cProfile (deterministic, in the process; it slows the operator down, so a profiled run's
@@ -76,6 +78,7 @@ class OperatorProcess:
             "run",
             f"--kubeconfig={kubeconfig}",
             *(f"--namespace={namespace}" for namespace in namespaces),
+            *extra_args,
         ]
         self._env = {
             **os.environ,

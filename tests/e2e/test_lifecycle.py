@@ -13,7 +13,6 @@ from doks_access_testkit.controlplane import ControlPlane
 from doks_access_testkit.emulator import Emulator, Fault
 from tests import kube
 from tests.conftest import register_processes
-from tests.e2e.conftest import OperatorRunner
 from tests.e2e.objects import (
     CLUSTER_ID,
     EMULATOR_USER,
@@ -32,6 +31,7 @@ from tests.e2e.objects import (
     wait_for_condition,
     whoami,
 )
+from tests.running_operator import OperatorRunner
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -215,18 +215,24 @@ def test_a_rate_limited_fetch_waits_and_says_so(
     )
 
 
-def test_the_operator_rides_out_an_apiserver_restart(
+@pytest.mark.parametrize("component", ["kube-apiserver", "etcd"])
+def test_the_operator_rides_out_a_restart_of_the_control_plane(
     api: client.ApiClient,
     namespace: str,
     control_plane: ControlPlane,
     operator: OperatorRunner,
     tmp_path: Path,
+    component: str,
 ) -> None:
     create_token_secret(api, namespace)
     apply_access(api, namespace, "steadfast", {"clusterID": CLUSTER_ID, "expirySeconds": 3600})
     wait_for_condition(api, namespace, "steadfast", "Ready", "True", "Issued")
 
-    control_plane.restart_apiserver()
+    restart = {
+        "kube-apiserver": control_plane.restart_apiserver,
+        "etcd": control_plane.restart_etcd,
+    }
+    restart[component]()
     register_processes(control_plane)
 
     assert operator.process.exit_code() is None
@@ -235,7 +241,7 @@ def test_the_operator_rides_out_an_apiserver_restart(
     core.delete_namespaced_secret("steadfast-kubeconfig", namespace)
     kube.eventually(
         lambda: _secret_or_none(api, namespace, "steadfast-kubeconfig") is not None,
-        what="the Secret to be recreated after the apiserver restart",
+        what=f"the Secret to be recreated after the {component} restart",
         timeout=90,
     )
     raw = kubeconfig_of(api, namespace, "steadfast-kubeconfig", "kubeconfig")

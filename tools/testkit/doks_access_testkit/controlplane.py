@@ -211,22 +211,25 @@ class ControlPlane:
     def _start_etcd(self) -> str:
         client_port, peer_port = free_port(), free_port()
         client_url, peer_url = f"http://{HOST}:{client_port}", f"http://{HOST}:{peer_port}"
-        etcd = self._spawn(
-            "etcd",
-            [
-                f"--data-dir={self.work_dir / 'etcd'}",
-                "--name=default",
-                f"--listen-client-urls={client_url}",
-                f"--advertise-client-urls={client_url}",
-                f"--listen-peer-urls={peer_url}",
-                f"--initial-advertise-peer-urls={peer_url}",
-                f"--initial-cluster=default={peer_url}",
-                "--unsafe-no-fsync=true",
-                "--log-level=warn",
-            ],
-        )
-        self._wait(etcd, "etcd /health", lambda: _http_ok(HOST, client_port, "/health", None))
+        self._etcd_args = [
+            f"--data-dir={self.work_dir / 'etcd'}",
+            "--name=default",
+            f"--listen-client-urls={client_url}",
+            f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=default={peer_url}",
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ]
+        self._etcd_port = client_port
+        self._run_etcd()
         return client_url
+
+    def _run_etcd(self) -> None:
+        etcd = self._spawn("etcd", self._etcd_args)
+        port = self._etcd_port
+        self._wait(etcd, "etcd /health", lambda: _http_ok(HOST, port, "/health", None))
 
     def _start_apiserver(self, etcd_url: str) -> None:
         w = self.work_dir
@@ -265,12 +268,20 @@ class ControlPlane:
 
     def restart_apiserver(self) -> None:
         """Stop kube-apiserver and start it again on the same address: clients see an outage."""
-        (old,) = [p for p in self.processes if p.name == "kube-apiserver"]
+        self._restart("kube-apiserver", self._run_apiserver)
+
+    def restart_etcd(self) -> None:
+        """Stop etcd and start it again on its data and addresses: the apiserver loses its store
+        for a moment (it answers with errors, then reconnects by itself)."""
+        self._restart("etcd", self._run_etcd)
+
+    def _restart(self, name: str, run: Callable[[], None]) -> None:
+        (old,) = [p for p in self.processes if p.name == name]
         old.stop()
         # Keep the order etcd, apiserver, ...: stop() walks it backwards, clients before servers.
         index = self.processes.index(old)
         self.processes.remove(old)
-        self._run_apiserver()
+        run()
         self.processes.insert(index, self.processes.pop())
 
     def _token_webhook_args(self, webhook: TokenWebhook) -> list[str]:

@@ -1,0 +1,894 @@
+"""The reliability scenarios of issue 9: a continuity soak, and one scenario per injected fault.
+
+Each scenario sets up its own namespace, clusters and operator, runs consumers against every
+object's Secret while it does its damage, and returns an :class:`Outcome`: what it counted and a
+list of checks, each passed or failed with the figures behind it. A scenario never raises for a
+failed check, so one bad result does not hide the others; the command exits non-zero if any check
+failed. Sizes come from :class:`Sizes`, so the same code runs the long suites and a smoke run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from kubernetes.aio.client.exceptions import ApiException
+
+from bench.stack import OperatorProcess
+from doks_access import digitalocean
+from doks_access_testkit.emulator import Fault
+from reliability import ledger
+from reliability.churn import Churn
+from reliability.consumers import Consumer
+from reliability.ledger import Attempt, ConsumerTally
+from reliability.rig import Rig, condition, epoch, is_ready, log_entries, log_problems, running
+
+FORMATS = ({"format": "Kubeconfig"}, {"format": "ArgoCD"}, {"format": "Flux"})
+# Where each format keeps the kubeconfig (Argo CD's Secret is read from its own keys).
+_KEYS = {"Kubeconfig": "kubeconfig", "Flux": "value", "ArgoCD": "config"}
+AUDIT_GRACE = 15.0  # seconds past its renewal time before a credential counts as stale
+FETCHING = "fetching a credential ("
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    lifetime: int = 60  # credential lifetime of the soak and of most fault scenarios
+    soak_lifetimes: float = 10.5
+    soak_objects_per_mode: int = 2
+    soak_consumers: int = 2  # per object, plus one that sees the Secret ``consumer_lag`` late
+    consumer_lag: float = 5.0
+    churn_population: int = 6
+    churn_period: float = 2.0
+    objects: int = 4
+    fault_lifetime: int = 240
+    fault_window: float = 40.0
+    hang_window: float = 45.0  # past the operator's 30 s read timeout
+    throttle_window: float = 90.0
+    retry_after: int = 20
+    restarts: int = 3
+    restart_pause: float = 15.0
+    kills: int = 10
+    failovers: int = 4
+
+    @classmethod
+    def smoke(cls) -> Sizes:
+        """The same code paths in a few minutes, for the test suite."""
+        return cls(
+            lifetime=20,
+            soak_lifetimes=2.5,
+            soak_objects_per_mode=1,
+            soak_consumers=1,
+            consumer_lag=2.0,
+            churn_population=4,
+            churn_period=1.0,
+            objects=2,
+            fault_lifetime=120,
+            fault_window=8.0,
+            hang_window=8.0,
+            throttle_window=12.0,
+            retry_after=4,
+            restarts=1,
+            restart_pause=5.0,
+            kills=2,
+            failovers=1,
+        )
+
+
+@dataclasses.dataclass
+class Check:
+    what: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclasses.dataclass
+class Outcome:
+    """One scenario's row of RELIABILITY.md, and the checks behind its result."""
+
+    scenario: str
+    title: str
+    load: str = ""
+    faults: str = "none"
+    seconds: float = 0.0
+    consumer_attempts: int = 0
+    consumer_refused: int = 0
+    objects: int = 0
+    objects_lost: int = 0
+    do_calls: str = ""
+    figures: dict[str, Any] = dataclasses.field(default_factory=dict)
+    checks: list[Check] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    def check(self, what: str, passed: bool, detail: str = "") -> None:
+        self.checks.append(Check(what, passed, detail))
+
+    def consumers(self, tallies: Sequence[ConsumerTally]) -> None:
+        self.consumer_attempts = sum(t.attempts for t in tallies)
+        self.consumer_refused = ledger.total(tallies, Attempt.REFUSED)
+        self.figures["consumer attempts by outcome"] = {
+            a.value: ledger.total(tallies, a) for a in Attempt
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["seconds"] = round(self.seconds, 1)
+        data["passed"] = self.passed
+        return data
+
+
+@dataclasses.dataclass
+class Fleet:
+    """A scenario's objects, one cluster each, and the consumers reading their Secrets."""
+
+    namespace: str
+    names: list[str]
+    clusters: dict[str, str]  # object name -> cluster id
+    consumers: dict[str, list[Consumer]]  # object name -> its consumers
+
+    @property
+    def all_consumers(self) -> list[Consumer]:
+        return [c for group in self.consumers.values() for c in group]
+
+    def tallies(self) -> list[ConsumerTally]:
+        return [c.tally for c in self.all_consumers]
+
+    def written(self) -> dict[str, int]:
+        """Per cluster: distinct credentials the object's on-time consumers saw in its Secret."""
+        seen: dict[str, int] = {}
+        for name, group in self.consumers.items():
+            credentials = {f for c in group if not c.lagged for f in c.tally.credentials}
+            seen[self.clusters[name]] = len(credentials)
+        return seen
+
+
+async def _fleet(
+    rig: Rig,
+    namespace: str,
+    *,
+    count: int,
+    lifetime: int,
+    mode: str = "token",
+    prefix: str = "obj",
+    consumers: int = 1,
+    lag: float = 0.0,
+    renew_before: str | None = None,
+) -> Fleet:
+    ids = rig.clusters(f"{namespace}-{prefix}", count, mode=mode)
+    names = [f"{prefix}-{i:02d}" for i in range(count)]
+    for i, (name, cluster) in enumerate(zip(names, ids, strict=True)):
+        await rig.create(
+            namespace,
+            name,
+            cluster_id=cluster,
+            lifetime=lifetime,
+            target=FORMATS[i % len(FORMATS)],
+            renew_before=renew_before,
+        )
+    groups = {
+        name: [
+            Consumer(
+                kube=rig.kube,
+                namespace=namespace,
+                secret=f"{name}-kubeconfig",
+                key=_KEYS[FORMATS[i % len(FORMATS)]["format"]],
+                lag=delay,
+            )
+            for delay in [0.0] * consumers + ([lag] if lag else [])
+        ]
+        for i, name in enumerate(names)
+    }
+    return Fleet(namespace, names, dict(zip(names, ids, strict=True)), groups)
+
+
+def _merge(*fleets: Fleet) -> Fleet:
+    first = fleets[0]
+    return Fleet(
+        first.namespace,
+        [n for f in fleets for n in f.names],
+        {k: v for f in fleets for k, v in f.clusters.items()},
+        {k: v for f in fleets for k, v in f.consumers.items()},
+    )
+
+
+async def _stage(
+    rig: Rig, outcome: Outcome, namespace: str, *, count: int, lifetime: int
+) -> tuple[Fleet, OperatorProcess] | None:
+    """A namespace, ``count`` objects with one consumer each, an operator; ``None`` (and a failed
+    check) if they did not all become Ready."""
+    await rig.namespace(namespace)
+    fleet = await _fleet(rig, namespace, count=count, lifetime=lifetime)
+    operator = rig.operator(namespace)
+    if not await _ready(rig, fleet, outcome):
+        return None
+    outcome.load = f"{count} objects, {lifetime} s credentials, 1 consumer each"
+    return fleet, operator
+
+
+async def _ready(rig: Rig, fleet: Fleet, outcome: Outcome, *, within: float = 90.0) -> bool:
+    ready = await rig.wait_until(fleet.namespace, fleet.names, is_ready, within=within)
+    outcome.check("every object became Ready", ready)
+    return ready
+
+
+async def _finish(
+    rig: Rig,
+    fleet: Fleet,
+    outcome: Outcome,
+    operators: Sequence[OperatorProcess],
+    *,
+    lifetime: float,
+    duration: float,
+    allowance: int = 0,
+    unreachable_allowed: bool = False,
+) -> None:
+    """The checks every scenario ends with: consumers, objects, calls, the operator itself."""
+    tallies = fleet.tallies()
+    outcome.consumers(tallies)
+    outcome.objects = len(fleet.names)
+    lost = await rig.audit(fleet.namespace, fleet.names, grace=AUDIT_GRACE)
+    outcome.objects_lost = len(lost)
+    outcome.check("no object lost or stale", not lost, "; ".join(lost))
+    issued = rig.issued(fleet.clusters.values())
+    wasted = ledger.wasted_fetches(issued, fleet.written())
+    bound = ledger.fetch_bound(lifetime=lifetime, duration=duration) * len(fleet.names)
+    calls = sum(issued.values())
+    outcome.do_calls = f"{calls} credentials for {len(fleet.names)} objects (bound {bound})"
+    outcome.figures["credentials issued"] = calls
+    outcome.figures["credentials never written"] = wasted
+    if wasted:
+        written = fleet.written()
+        outcome.figures["issued / written per object"] = {
+            name: f"{issued[cluster]} / {written.get(cluster, 0)}"
+            for name, cluster in fleet.clusters.items()
+        }
+    outcome.check(
+        f"at most {allowance} credential(s) fetched and not written",
+        wasted <= allowance,
+        f"{wasted} wasted",
+    )
+    outcome.check(
+        "no more credentials than one per renewal", calls <= bound + allowance, f"{calls}"
+    )
+    if not unreachable_allowed:
+        unreachable = ledger.total(tallies, Attempt.UNREACHABLE)
+        missing = ledger.total(tallies, Attempt.NO_CREDENTIAL)
+        outcome.check(
+            "consumers always found a credential and an answering API server",
+            unreachable == 0 and missing == 0,
+            f"unreachable {unreachable}, no credential {missing}",
+        )
+    alive = all(p.alive() for p in operators)
+    outcome.check("the operator kept running", alive)
+    problems = sum(log_problems(p.log_path) for p in operators)
+    outcome.figures["operator log entries at ERROR or with a traceback"] = problems
+
+
+@contextlib.contextmanager
+def _timed(outcome: Outcome) -> Any:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        outcome.seconds = time.monotonic() - started
+
+
+# -- soak ------------------------------------------------------------------------------------------
+
+
+async def soak(rig: Rig, sizes: Sizes) -> Outcome:
+    outcome = Outcome("soak", "Continuity soak: consumers authenticate through rotations")
+    with _timed(outcome):
+        namespace = await rig.namespace("rel-soak")
+        lifetime = sizes.lifetime
+        n = sizes.soak_objects_per_mode
+        token = await _fleet(
+            rig,
+            namespace,
+            count=n,
+            lifetime=lifetime,
+            prefix="token",
+            consumers=sizes.soak_consumers,
+            lag=sizes.consumer_lag,
+        )
+        cert = await _fleet(
+            rig,
+            namespace,
+            count=n,
+            lifetime=lifetime,
+            mode="certificate",
+            prefix="cert",
+            consumers=sizes.soak_consumers,
+            lag=sizes.consumer_lag,
+        )
+        fleet = _merge(token, cert)
+        operator = rig.operator(namespace)
+        if not await _ready(rig, fleet, outcome):
+            return outcome
+        churn = Churn(
+            kube=rig.kube,
+            namespace=namespace,
+            clusters=rig.clusters(f"{namespace}-churn", 3),
+            lifetime=lifetime,
+            population=sizes.churn_population,
+            period=sizes.churn_period,
+        )
+        duration = lifetime * sizes.soak_lifetimes
+        started = time.monotonic()
+        async with running(fleet.all_consumers, churn.run):
+            await asyncio.sleep(duration)
+        problems: list[str] = []
+        for _ in range(120):  # the last edits settle: at most a fetch each
+            problems = await churn.problems()
+            if not problems:
+                break
+            await asyncio.sleep(0.5)
+        consumers = len(fleet.all_consumers)
+        outcome.load = (
+            f"{len(fleet.names)} objects ({n} token, {n} certificate), {consumers} consumers "
+            f"every 250 ms ({len(fleet.names)} of them {sizes.consumer_lag:g} s late), "
+            f"churn of {sizes.churn_population} objects, 1 operation per "
+            f"{sizes.churn_period:g} s"
+        )
+        outcome.figures["churn operations"] = dataclasses.asdict(churn.counts)
+        outcome.check("churned objects settled", not problems, "; ".join(problems[:5]))
+        outcome.check("churn operations all accepted", churn.counts.errors == 0)
+        rotations = {
+            name: max(len(c.tally.credentials) for c in group) - 1
+            for name, group in fleet.consumers.items()
+        }
+        outcome.figures["rotations seen per object"] = rotations
+        wanted = math.floor(duration / lifetime)
+        outcome.check(
+            f"every object rotated at least {wanted} times under its consumers",
+            min(rotations.values()) >= wanted,
+            f"min {min(rotations.values())}",
+        )
+        outcome.check("no consumer was refused", outcome_refused(fleet) == 0)
+        await _finish(
+            rig,
+            fleet,
+            outcome,
+            [operator],
+            lifetime=lifetime,
+            duration=time.monotonic() - started + 10,
+        )
+        outcome.check(
+            "the operator logged no error",
+            outcome.figures["operator log entries at ERROR or with a traceback"] == 0,
+        )
+    return outcome
+
+
+def outcome_refused(fleet: Fleet) -> int:
+    return ledger.total(fleet.tallies(), Attempt.REFUSED)
+
+
+# -- DigitalOcean unreachable for a while ----------------------------------------------------------
+
+
+async def brownout(rig: Rig, sizes: Sizes) -> Outcome:
+    """5xx, then requests that hang past the client's timeout, then refused connections: each for
+    longer than several backoff steps, each shorter than the credential's remaining life."""
+    outcome = Outcome(
+        "brownout", "DigitalOcean failing for a while: 5xx, timeouts, connections refused"
+    )
+    with _timed(outcome):
+        lifetime = sizes.fault_lifetime
+        staged = await _stage(rig, outcome, "rel-brownout", count=sizes.objects, lifetime=lifetime)
+        if staged is None:
+            return outcome
+        fleet, operator = staged
+        emulator = rig.emulator
+
+        def fault(spec: Fault) -> tuple[Callable[[], Any], Callable[[], Any]]:
+            return (lambda: emulator.add_fault(spec)), emulator.clear_faults
+
+        start_503, end_503 = fault(Fault(kind="status", status=503, endpoint="kubeconfig"))
+        start_hang, end_hang = fault(Fault(kind="hang", endpoint="kubeconfig"))
+        phases: list[tuple[str, float, Callable[[], Any], Callable[[], Any]]] = [
+            ("503", sizes.fault_window, start_503, end_503),
+            ("hang", sizes.hang_window, start_hang, end_hang),
+            (
+                "refused",
+                sizes.fault_window,
+                emulator.refuse_connections,
+                emulator.accept_connections,
+            ),
+        ]
+        started = time.monotonic()
+        async with running(fleet.all_consumers):
+            for name, window, begin, end in phases:
+                # A hang shorter than two read timeouts is absorbed by the client's own retry:
+                # the reconciliation never sees it fail (that is the point of the retry).
+                fails = name != "hang"
+                await _phase(
+                    rig, fleet, outcome, name=name, window=window, begin=begin, end=end, fails=fails
+                )
+        outcome.faults = ", ".join(f"{name} for {window:g} s" for name, window, *_ in phases)
+        hung = emulator.request_count("kubeconfig", outcome="hung")
+        outcome.figures["requests left hanging"] = hung
+        if sizes.hang_window > digitalocean.Timeouts().read:
+            outcome.check(
+                "hang: every object's request timed out and was tried again",
+                hung >= 2 * len(fleet.names),
+                f"{hung} hung requests",
+            )
+        await _finish(
+            rig,
+            fleet,
+            outcome,
+            [operator],
+            lifetime=lifetime,
+            duration=time.monotonic() - started + 10,
+            # A request the operator gave up on may still be answered after its timeout: that
+            # credential is issued and never written; at most one per object per hang.
+            allowance=len(fleet.names) * 2,
+        )
+    return outcome
+
+
+async def _phase(
+    rig: Rig,
+    fleet: Fleet,
+    outcome: Outcome,
+    *,
+    name: str,
+    window: float,
+    begin: Callable[[], Any],
+    end: Callable[[], Any],
+    fails: bool = True,
+) -> None:
+    """One fault for ``window`` seconds, with a renewal requested as it starts."""
+    failures_before = _count(rig, fleet, "fetching a credential failed")
+    await asyncio.to_thread(begin)
+    began = time.time()
+    await rig.request_refresh(fleet.namespace, fleet.names, f"{name}-{began:.0f}")
+    retrying: set[str] = set()
+    ready_throughout = True
+    while time.time() < began + window:
+        with contextlib.suppress(ApiException, OSError):
+            found = await rig.objects(fleet.namespace)
+            ready_throughout &= all(is_ready(found[n]) for n in fleet.names)
+            retrying |= {
+                n
+                for n in fleet.names
+                if condition(found[n], "Reconciling") == ("True", "RetryingAfterError")
+            }
+        await asyncio.sleep(0.25)
+    ended = time.time()
+    await asyncio.to_thread(end)
+    recovered = await rig.wait_until(
+        fleet.namespace,
+        fleet.names,
+        lambda obj: (
+            is_ready(obj) and condition(obj, "Reconciling") != ("True", "RetryingAfterError")
+        ),
+        within=120,
+    )
+    await asyncio.sleep(1)  # consumers read the Secret every 250 ms
+    recoveries = [_consumer_recovery(fleet, n, ended) for n in fleet.names]
+    attempts = _count(rig, fleet, "fetching a credential failed") - failures_before
+    outcome.figures[f"{name}: failed fetch attempts per object"] = round(
+        attempts / len(fleet.names), 1
+    )
+    outcome.figures[f"{name}: seconds from the end of the fault to consumers using a new one"] = [
+        round(r, 1) for r in recoveries
+    ]
+    outcome.check(f"{name}: Ready stayed True", ready_throughout)
+    if fails:
+        outcome.check(
+            f"{name}: every object showed RetryingAfterError",
+            retrying == set(fleet.names),
+            f"{len(retrying)} of {len(fleet.names)}",
+        )
+    outcome.check(
+        f"{name}: every object got a new credential by itself afterwards",
+        recovered and max(recoveries) < 120,
+        f"slowest {max(recoveries):.1f} s",
+    )
+
+
+def _consumer_recovery(fleet: Fleet, name: str, moment: float) -> float:
+    """Seconds after ``moment`` until the object's consumers first used a new credential."""
+    seen = [c.tally.new_credential_after(moment) for c in fleet.consumers[name] if not c.lagged]
+    return min((at for at in seen if at is not None), default=math.inf) - moment
+
+
+def _count(rig: Rig, fleet: Fleet, message: str) -> int:
+    path = rig.work_dir / f"{fleet.namespace}-operator.log"
+    return sum(1 for e in log_entries(path) if str(e.get("message", "")).startswith(message))
+
+
+async def outage(rig: Rig, sizes: Sizes) -> Outcome:
+    """DigitalOcean unreachable until past expiry: Expired is reported, and it recovers."""
+    outcome = Outcome("outage", "DigitalOcean unreachable past expiry")
+    with _timed(outcome):
+        lifetime = sizes.lifetime
+        staged = await _stage(rig, outcome, "rel-outage", count=sizes.objects, lifetime=lifetime)
+        if staged is None:
+            return outcome
+        fleet, operator = staged
+        namespace = fleet.namespace
+        async with running(fleet.all_consumers):
+            await asyncio.to_thread(rig.emulator.refuse_connections)
+            down = time.time()
+            expires = max(
+                c.expires_at
+                for cluster in fleet.clusters.values()
+                for c in rig.emulator.issued_credentials(cluster_id=cluster)
+            )
+            expired = await rig.wait_until(
+                namespace,
+                fleet.names,
+                lambda obj: condition(obj, "Ready") == ("False", "Expired"),
+                within=lifetime + 60,
+            )
+            reported = time.time()
+            await asyncio.sleep(5)
+            await asyncio.to_thread(rig.emulator.accept_connections)
+            back = time.time()
+            recovered = await rig.wait_until(namespace, fleet.names, is_ready, within=600)
+            ready_again = time.time()
+            await asyncio.sleep(3)  # consumers see the new credential
+        outcome.faults = (
+            f"connections refused for {back - down:.0f} s, until {back - expires:.0f} s past expiry"
+        )
+        outcome.check("Ready=False Expired reported once the credentials expired", expired)
+        outcome.figures["seconds from expiry to Expired reported"] = round(reported - expires, 1)
+        outcome.figures["seconds from DigitalOcean's return to Ready"] = round(
+            ready_again - back, 1
+        )
+        outcome.check("Ready again after DigitalOcean returned", recovered)
+        # Refusals are expected only while no valid credential could exist.
+        window = (expires - 1, ready_again + 3)
+        stray = sum(t.refused_outside([window]) for t in fleet.tallies())
+        outcome.check("consumers refused only between expiry and recovery", stray == 0)
+        await _finish(
+            rig,
+            fleet,
+            outcome,
+            [operator],
+            lifetime=lifetime,
+            duration=time.time() - down + lifetime,
+            unreachable_allowed=False,
+        )
+        outcome.notes.append(
+            "consumer refusals in this row are expected: the credential expired while "
+            "DigitalOcean was unreachable"
+        )
+    return outcome
+
+
+async def throttled(rig: Rig, sizes: Sizes) -> Outcome:
+    """Every kubeconfig request answered 429 with retry-after: the operator waits, no storm."""
+    outcome = Outcome("throttled", "Sustained 429 with retry-after")
+    with _timed(outcome):
+        lifetime = sizes.fault_lifetime
+        objects = max(5, sizes.objects)
+        staged = await _stage(rig, outcome, "rel-throttled", count=objects, lifetime=lifetime)
+        if staged is None:
+            return outcome
+        fleet, operator = staged
+        namespace = fleet.namespace
+        emulator = rig.emulator
+        before = emulator.request_count("kubeconfig", outcome=429)
+        window = sizes.throttle_window
+        started = time.monotonic()
+        async with running(fleet.all_consumers):
+            emulator.add_fault(
+                Fault(
+                    kind="status", status=429, retry_after=sizes.retry_after, endpoint="kubeconfig"
+                )
+            )
+            await rig.request_refresh(namespace, fleet.names, f"throttled-{time.time():.0f}")
+            await asyncio.sleep(window)
+            emulator.clear_faults()
+            ended = time.time()
+            recovered = await rig.wait_until(
+                namespace,
+                fleet.names,
+                lambda obj: (
+                    is_ready(obj) and condition(obj, "Reconciling") != ("True", "RateLimited")
+                ),
+                within=sizes.retry_after * 3 + 30,
+            )
+            await asyncio.sleep(2)
+        throttled_requests = emulator.request_count("kubeconfig", outcome=429) - before
+        # Waiting out every retry-after, each object asks at most once per retry-after, plus once.
+        bound = objects * (math.ceil(window / sizes.retry_after) + 1)
+        outcome.load = f"{objects} objects due at once, {lifetime} s credentials"
+        outcome.faults = f"429 with retry-after {sizes.retry_after} s for {window:g} s"
+        outcome.figures["requests answered 429"] = throttled_requests
+        outcome.figures["429s per object per minute"] = round(
+            throttled_requests / objects / (window / 60), 2
+        )
+        outcome.check(
+            "no retry storm: at most one request per object per retry-after",
+            throttled_requests <= bound,
+            f"{throttled_requests} ≤ {bound}",
+        )
+        outcome.check("every object renewed once the 429s stopped", recovered)
+        recoveries = [_consumer_recovery(fleet, n, ended) for n in fleet.names]
+        outcome.figures["seconds from the last 429 to consumers using a new credential"] = [
+            round(r, 1) for r in recoveries
+        ]
+        await _finish(
+            rig,
+            fleet,
+            outcome,
+            [operator],
+            lifetime=lifetime,
+            duration=time.monotonic() - started + 10,
+        )
+    return outcome
+
+
+# -- the control plane restarted -------------------------------------------------------------------
+
+
+async def apiserver_restart(rig: Rig, sizes: Sizes) -> Outcome:
+    return await _restarts(rig, sizes, component="kube-apiserver")
+
+
+async def etcd_restart(rig: Rig, sizes: Sizes) -> Outcome:
+    return await _restarts(rig, sizes, component="etcd")
+
+
+async def _restarts(rig: Rig, sizes: Sizes, *, component: str) -> Outcome:
+    name = f"{component.removeprefix('kube-')}-restart"
+    outcome = Outcome(name, f"{component} restarted during renewals")
+    plane = rig.plane
+    if plane is None:
+        outcome.notes.append("skipped: needs the local control plane")
+        return outcome
+    restart = plane.restart_apiserver if component == "kube-apiserver" else plane.restart_etcd
+    with _timed(outcome):
+        lifetime = sizes.lifetime
+        staged = await _stage(rig, outcome, f"rel-{name}", count=sizes.objects, lifetime=lifetime)
+        if staged is None:
+            return outcome
+        fleet, operator = staged
+        namespace = fleet.namespace
+        started = time.monotonic()
+        outages = []
+        async with running(fleet.all_consumers):
+            for i in range(sizes.restarts):
+                # A renewal in flight as the restart begins: fetched, not yet written.
+                await rig.request_refresh(namespace, fleet.names, f"restart-{i}")
+                await asyncio.sleep(0.2)
+                began = time.monotonic()
+                await asyncio.to_thread(restart)
+                outages.append(time.monotonic() - began)
+                await asyncio.sleep(sizes.restart_pause)
+            settled = await rig.wait_until(namespace, fleet.names, is_ready, within=90)
+            await asyncio.sleep(lifetime)  # a natural renewal after the restarts
+        outcome.faults = (
+            f"{component} restarted {sizes.restarts} times (down {max(outages):.1f} s at most), "
+            "each just after every object was asked to renew"
+        )
+        outcome.check("every object Ready after the restarts", settled)
+        await _finish(
+            rig,
+            fleet,
+            outcome,
+            [operator],
+            lifetime=lifetime,
+            duration=time.monotonic() - started + lifetime,
+            allowance=0,
+            unreachable_allowed=True,
+        )
+        outcome.notes.append(
+            "consumers cannot reach the API server while it restarts; those attempts are "
+            "counted apart from refusals"
+        )
+    return outcome
+
+
+# -- the operator killed ---------------------------------------------------------------------------
+
+
+async def operator_kill(rig: Rig, sizes: Sizes) -> Outcome:
+    """SIGKILL in the middle of a renewal (after the fetch was sent), again and again."""
+    outcome = Outcome("operator-kill", "Operator SIGKILLed in the middle of renewals")
+    with _timed(outcome):
+        lifetime = sizes.lifetime
+        staged = await _stage(rig, outcome, "rel-kill", count=sizes.objects, lifetime=lifetime)
+        if staged is None:
+            return outcome
+        fleet, operator = staged
+        namespace = fleet.namespace
+        # Each fetch takes a second, so that the kill lands while one is in flight.
+        rig.emulator.add_fault(Fault(kind="latency", seconds=1.0, endpoint="kubeconfig"))
+        started = time.monotonic()
+        landed = 0
+        async with running(fleet.all_consumers):
+            for i in range(sizes.kills):
+                name = fleet.names[i % len(fleet.names)]
+                mark = _log_size(operator)
+                await rig.request_refresh(namespace, [name], f"kill-{i}")
+                if await _wait_for_fetch(operator, f"{namespace}/{name}", since=mark):
+                    landed += 1
+                operator.kill()
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(operator.start)
+            settled = await rig.wait_until(namespace, fleet.names, is_ready, within=90)
+            await asyncio.sleep(lifetime)
+        rig.emulator.clear_faults()
+        outcome.faults = f"SIGKILL x{sizes.kills}, {landed} of them while a fetch was in flight"
+        outcome.check("every kill landed during a fetch", landed == sizes.kills)
+        outcome.check("every object Ready after the kills", settled)
+        await _finish(
+            rig,
+            fleet,
+            outcome,
+            [operator],
+            lifetime=lifetime,
+            duration=time.monotonic() - started + lifetime,
+            allowance=sizes.kills,  # the credential being fetched when the process died
+        )
+    return outcome
+
+
+def _log_size(operator: OperatorProcess) -> int:
+    return operator.log_path.stat().st_size
+
+
+async def _wait_for_fetch(operator: OperatorProcess, key: str, *, since: int) -> bool:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with operator.log_path.open("rb") as log:
+            log.seek(since)
+            for line in log.read().decode(errors="replace").splitlines():
+                if FETCHING in line and key in line:
+                    return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+# -- two replicas, leader election -----------------------------------------------------------------
+
+
+async def failover(rig: Rig, sizes: Sizes) -> Outcome:
+    outcome = Outcome("failover", "Two replicas with leader election; the leader SIGKILLed")
+    with _timed(outcome):
+        namespace = await rig.namespace("rel-failover")
+        lifetime = sizes.lifetime
+        fleet = await _fleet(rig, namespace, count=sizes.objects, lifetime=lifetime)
+        election = [
+            "--leader-election",
+            f"--leader-election-namespace={namespace}",
+            "--leader-election-lease-name=reliability",
+        ]
+        replicas = {
+            name: rig.operator(namespace, name=name, extra_args=election) for name in ("a", "b")
+        }
+        if not await _ready(rig, fleet, outcome):
+            return outcome
+        kills: dict[str, list[float]] = {name: [] for name in replicas}
+        times: list[float] = []
+        started = time.monotonic()
+        async with running(fleet.all_consumers):
+            for i in range(sizes.failovers):
+                leader = await _leader(replicas)
+                if leader is None:
+                    outcome.check("a replica leads", False)
+                    break
+                standby = next(n for n in replicas if n != leader)
+                mark = _log_size(replicas[standby])
+                replicas[leader].kill()
+                killed = time.time()
+                kills[leader].append(killed)
+                took = await _became_leader(replicas[standby], since=mark)
+                times.append(took - killed if took else math.inf)
+                await rig.request_refresh(namespace, fleet.names, f"failover-{i}")
+                await asyncio.to_thread(replicas[leader].start)
+                await asyncio.sleep(5)
+            settled = await rig.wait_until(namespace, fleet.names, is_ready, within=90)
+            await asyncio.sleep(lifetime / 2)
+        end = time.time()
+        intervals = [
+            interval
+            for name, process in replicas.items()
+            for interval in _intervals(name, process, kills[name], end)
+        ]
+        overlapping = ledger.overlaps(intervals)
+        stray = [
+            t
+            for name, process in replicas.items()
+            for t in ledger.outside(
+                _fetch_times(process), [i for i in intervals if i.replica == name]
+            )
+        ]
+        outcome.load = f"{len(fleet.names)} objects, {lifetime} s credentials, 2 replicas"
+        outcome.faults = f"leader SIGKILLed x{len(times)}"
+        outcome.figures["failover seconds (kill → the standby leads)"] = [
+            round(t, 1) for t in times
+        ]
+        outcome.figures["leadership intervals"] = len(intervals)
+        outcome.check("never two leaders at once", not overlapping, f"{len(overlapping)} overlaps")
+        outcome.check("no replica fetched while not leading", not stray, f"{len(stray)} fetches")
+        outcome.check("the standby took over after every kill", bool(times) and max(times) < 60)
+        outcome.check("every object Ready after the failovers", settled)
+        await _finish(
+            rig,
+            fleet,
+            outcome,
+            list(replicas.values()),
+            lifetime=lifetime,
+            duration=time.monotonic() - started + lifetime,
+        )
+    return outcome
+
+
+async def _leader(replicas: dict[str, OperatorProcess]) -> str | None:
+    """The replica whose latest "became leader" is the newest, once one has logged it."""
+    for _ in range(240):
+        latest = {
+            name: max((epoch(e) for e in log_entries(p.log_path) if _leads(e)), default=None)
+            for name, p in replicas.items()
+        }
+        candidates = {n: t for n, t in latest.items() if t is not None and replicas[n].alive()}
+        if candidates:
+            return max(candidates, key=lambda n: candidates[n])
+        await asyncio.sleep(0.25)
+    return None
+
+
+def _leads(entry: dict[str, Any]) -> bool:
+    return str(entry.get("message", "")).startswith("became leader")
+
+
+async def _became_leader(process: OperatorProcess, *, since: int) -> float | None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with process.log_path.open("rb") as log:
+            log.seek(since)
+            for line in log.read().decode(errors="replace").splitlines():
+                if line.startswith("{") and "became leader" in line:
+                    with contextlib.suppress(ValueError):
+                        return epoch(json.loads(line))
+        await asyncio.sleep(0.1)
+    return None
+
+
+def _intervals(
+    name: str, process: OperatorProcess, kills: list[float], end: float
+) -> list[ledger.Interval]:
+    """Each "became leader" until the next kill of this replica (or the end of the run)."""
+    starts = [epoch(e) for e in log_entries(process.log_path) if _leads(e)]
+    found = []
+    for start in starts:
+        stop = min((k for k in kills if k >= start), default=end)
+        found.append(ledger.Interval(name, start, stop))
+    return found
+
+
+def _fetch_times(process: OperatorProcess) -> list[float]:
+    return [
+        epoch(e)
+        for e in log_entries(process.log_path)
+        if str(e.get("message", "")).startswith("fetching a credential")
+    ]
+
+
+SCENARIOS: dict[str, Callable[[Rig, Sizes], Awaitable[Outcome]]] = {
+    "soak": soak,
+    "brownout": brownout,
+    "outage": outage,
+    "throttled": throttled,
+    "apiserver-restart": apiserver_restart,
+    "etcd-restart": etcd_restart,
+    "operator-kill": operator_kill,
+    "failover": failover,
+}
+CHAOS = tuple(name for name in SCENARIOS if name != "soak")
