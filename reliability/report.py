@@ -25,11 +25,16 @@ def rerun(scenario: str) -> str:
 def markdown_rows(outcomes: Sequence[Outcome]) -> str:
     rows = [HEADER]
     for o in outcomes:
-        failures = f"{o.consumer_refused} of {o.consumer_attempts:,}"
+        failures = (
+            f"{o.consumer_refused} of {o.consumer_attempts:,}{o.refusals_expected}"
+            if o.consumer_attempts
+            else "—"
+        )
+        lost = f"{o.objects_lost} of {o.objects}" if o.objects else "—"
         result = "pass" if o.passed else "**FAIL**"
         rows.append(
             f"| {o.scenario} | {o.load} | {o.seconds / 60:.1f} min | {o.faults} | {failures} "
-            f"| {o.objects_lost} of {o.objects} | {o.do_calls} | {result} | `{rerun(o.scenario)}` |"
+            f"| {lost} | {o.do_calls or '—'} | {result} | `{rerun(o.scenario)}` |"
         )
     return "\n".join(rows)
 

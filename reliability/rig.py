@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import datetime
 import json
@@ -57,6 +58,7 @@ class Rig:
         self._stack = stack
         self._operators: list[OperatorProcess] = []
         self.namespaces: list[str] = []
+        self.refreshes_requested: collections.Counter[str] = collections.Counter()
 
     # -- what a scenario sets up -------------------------------------------------------------------
 
@@ -117,6 +119,7 @@ class Rig:
         patch = {"metadata": {"annotations": {bookkeeping.REFRESH_REQUESTED_AT: value}}}
         for name in names:
             await self.kube.merge_patch_object(namespace=namespace, name=name, patch=patch)
+            self.refreshes_requested[namespace] += 1
 
     def stop_operators(self) -> None:
         """Stop them, keeping a last scrape of each one's metrics beside its log."""

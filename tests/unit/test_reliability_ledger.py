@@ -10,10 +10,11 @@ from pathlib import Path
 import yaml
 
 from doks_access import bookkeeping
-from reliability import ledger
+from reliability import ledger, report
 from reliability.consumers import credential_from_secret
 from reliability.ledger import Attempt, ConsumerTally, Interval, SecretState
 from reliability.rig import KEY_MARKERS, leaks
+from reliability.scenarios import Outcome
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
 
@@ -142,3 +143,20 @@ def leaks_marker(key: bytes) -> str:
     """The base64 marker that matched a base64-encoded EC key."""
     (marker,) = [m for m in KEY_MARKERS if m in _b64(key)]
     return marker
+
+
+def test_a_row_of_reliability_md_shows_failures_losses_calls_and_how_to_rerun() -> None:
+    failed = Outcome("outage", "t", load="4 objects", faults="refused", seconds=90)
+    failed.consumer_attempts, failed.consumer_refused, failed.objects = 1000, 3, 4
+    failed.refusals_expected = " (expected)"
+    failed.check("recovered", False)
+    quiet = Outcome("secrecy", "t")
+    quiet.check("no secret found", True)
+
+    header, rule, outage, secrecy = report.markdown_rows([failed, quiet]).splitlines()
+
+    assert header.count("|") == rule.count("|") == outage.count("|") == secrecy.count("|")
+    assert "| 3 of 1,000 (expected) | 0 of 4 |" in outage
+    assert "**FAIL**" in outage
+    assert "`make chaos SCENARIO=outage`" in outage
+    assert "| — | — | — | pass |" in secrecy
