@@ -16,8 +16,8 @@ from typing import Any
 from kubernetes.aio.client.exceptions import ApiException
 
 from bench.kubeapi import GROUP, PLURAL, VERSION, BenchKube
+from reliability.rig import TOKEN_SECRET
 
-TOKEN_SECRET = "digitalocean-api"
 FORMATS = ("Kubeconfig", "Flux", "ArgoCD")
 
 

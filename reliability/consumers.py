@@ -91,19 +91,19 @@ def _from_kubeconfig(document: Any) -> Credential:
 
 
 class _Clients:
-    """One HTTP client per credential: a client certificate is bound to the TLS connection."""
+    """The HTTP client of the credential in use (a client certificate is bound to the TLS
+    connection, so a new credential needs a new client)."""
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._current: tuple[str, httpx.AsyncClient] | None = None
 
-    def client(self, credential: Credential) -> httpx.AsyncClient:
-        made = self._clients.get(credential.fingerprint)
-        if made is None:
-            for old in self._clients.values():
-                asyncio.get_running_loop().create_task(old.aclose())
-            self._clients.clear()
-            made = self._clients[credential.fingerprint] = self._make(credential)
+    async def client(self, credential: Credential) -> httpx.AsyncClient:
+        if self._current is not None and self._current[0] == credential.fingerprint:
+            return self._current[1]
+        await self.close()
+        made = self._make(credential)
+        self._current = (credential.fingerprint, made)
         return made
 
     def _make(self, credential: Credential) -> httpx.AsyncClient:
@@ -112,21 +112,21 @@ class _Clients:
         if credential.token:
             headers["Authorization"] = f"Bearer {credential.token}"
         if credential.cert_pem and credential.key_pem:
-            # ssl loads a key pair only from files; they live in a private directory.
-            cert = self._directory / f"{credential.fingerprint}.crt"
-            key = self._directory / f"{credential.fingerprint}.key"
+            # ssl loads a key pair only from files; they live in a private directory, briefly.
+            cert, key = self._directory / "client.crt", self._directory / "client.key"
             cert.write_bytes(credential.cert_pem)
             key.touch(mode=0o600)
             key.write_bytes(credential.key_pem)
             context.load_cert_chain(cert, key)
+            key.unlink()
         return httpx.AsyncClient(
             base_url=credential.server, verify=context, headers=headers, timeout=5
         )
 
     async def close(self) -> None:
-        for made in self._clients.values():
-            await made.aclose()
-        self._clients.clear()
+        if self._current is not None:
+            await self._current[1].aclose()
+            self._current = None
 
 
 class Consumer:
@@ -191,7 +191,7 @@ class Consumer:
             self.tally.record(Attempt.NO_CREDENTIAL, at=now, credential=None)
             return
         try:
-            response = await clients.client(credential).post(REVIEW_PATH, json=REVIEW)
+            response = await (await clients.client(credential)).post(REVIEW_PATH, json=REVIEW)
         except (httpx.HTTPError, ssl.SSLError, OSError):
             # kube-apiserver checks client certificates after the handshake (an expired one gets a
             # 401), so a transport error means the server did not answer. Scenarios that do not

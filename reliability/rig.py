@@ -27,6 +27,7 @@ from bench.stack import TOKEN, UNLIMITED, OperatorProcess
 from doks_access import bookkeeping
 from doks_access_testkit.controlplane import ControlPlane
 from doks_access_testkit.emulator import ApiToken, Cluster, Emulator, EmulatorConfig, RateLimits
+from doks_access_testkit.emulator.state import ClusterMode
 from reliability import ledger
 from reliability.consumers import Consumer
 
@@ -68,9 +69,9 @@ class Rig:
         await self.kube.create_token_secret(namespace=name, name=TOKEN_SECRET, token=TOKEN)
         return name
 
-    def clusters(self, prefix: str, count: int, *, mode: str = "token") -> list[str]:
+    def clusters(self, prefix: str, count: int, *, mode: ClusterMode = "token") -> list[str]:
         made = [
-            self.emulator.add_cluster(Cluster(name=f"{prefix}-{i:02d}", mode=mode))  # type: ignore[arg-type]
+            self.emulator.add_cluster(Cluster(name=f"{prefix}-{i:02d}", mode=mode))
             for i in range(count)
         ]
         return [c.id for c in made]

@@ -23,6 +23,7 @@ from kubernetes.aio.client.exceptions import ApiException
 from bench.stack import OperatorProcess
 from doks_access import digitalocean
 from doks_access_testkit.emulator import Fault
+from doks_access_testkit.emulator.state import ClusterMode
 from reliability import ledger
 from reliability.churn import Churn
 from reliability.consumers import Consumer
@@ -158,7 +159,7 @@ async def _fleet(
     *,
     count: int,
     lifetime: int,
-    mode: str = "token",
+    mode: ClusterMode = "token",
     prefix: str = "obj",
     consumers: int = 1,
     lag: float = 0.0,
@@ -365,7 +366,8 @@ async def soak(rig: Rig, sizes: Sizes) -> Outcome:
             min(rotations.values()) >= wanted,
             f"min {min(rotations.values())}",
         )
-        outcome.check("no consumer was refused", outcome_refused(fleet) == 0)
+        refused = ledger.total(fleet.tallies(), Attempt.REFUSED)
+        outcome.check("no consumer was refused", refused == 0)
         await _finish(
             rig,
             fleet,
@@ -379,10 +381,6 @@ async def soak(rig: Rig, sizes: Sizes) -> Outcome:
             outcome.figures["operator log entries at ERROR or with a traceback"] == 0,
         )
     return outcome
-
-
-def outcome_refused(fleet: Fleet) -> int:
-    return ledger.total(fleet.tallies(), Attempt.REFUSED)
 
 
 # -- DigitalOcean unreachable for a while ----------------------------------------------------------
@@ -725,8 +723,8 @@ async def operator_kill(rig: Rig, sizes: Sizes) -> Outcome:
                 name = fleet.names[i % len(fleet.names)]
                 mark = _log_size(operator)
                 await rig.request_refresh(namespace, [name], f"kill-{i}")
-                if await _wait_for_fetch(operator, f"{namespace}/{name}", since=mark):
-                    landed += 1
+                fetching = _fetch_of(f"{namespace}/{name}")
+                landed += await _logged(operator, fetching, since=mark, within=30) is not None
                 operator.kill()
                 await asyncio.sleep(0.5)
                 await asyncio.to_thread(operator.start)
@@ -752,16 +750,25 @@ def _log_size(operator: OperatorProcess) -> int:
     return operator.log_path.stat().st_size
 
 
-async def _wait_for_fetch(operator: OperatorProcess, key: str, *, since: int) -> bool:
-    deadline = time.monotonic() + 30
+async def _logged(
+    operator: OperatorProcess,
+    wanted: Callable[[dict[str, Any]], bool],
+    *,
+    since: int,
+    within: float,
+) -> dict[str, Any] | None:
+    """The first JSON log entry written after byte ``since`` that is ``wanted``, as it appears."""
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         with operator.log_path.open("rb") as log:
             log.seek(since)
             for line in log.read().decode(errors="replace").splitlines():
-                if FETCHING in line and key in line:
-                    return True
+                with contextlib.suppress(ValueError):
+                    entry = json.loads(line) if line.startswith("{") else None
+                    if entry is not None and wanted(entry):
+                        return dict(entry)
         await asyncio.sleep(0.02)
-    return False
+    return None
 
 
 # -- two replicas, leader election -----------------------------------------------------------------
@@ -797,8 +804,8 @@ async def failover(rig: Rig, sizes: Sizes) -> Outcome:
                 replicas[leader].kill()
                 killed = time.time()
                 kills[leader].append(killed)
-                took = await _became_leader(replicas[standby], since=mark)
-                times.append(took - killed if took else math.inf)
+                took = await _logged(replicas[standby], _leads, since=mark, within=60)
+                times.append(epoch(took) - killed if took else math.inf)
                 await rig.request_refresh(namespace, fleet.names, f"failover-{i}")
                 await asyncio.to_thread(replicas[leader].start)
                 await asyncio.sleep(5)
@@ -857,19 +864,6 @@ def _leads(entry: dict[str, Any]) -> bool:
     return str(entry.get("message", "")).startswith("became leader")
 
 
-async def _became_leader(process: OperatorProcess, *, since: int) -> float | None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with process.log_path.open("rb") as log:
-            log.seek(since)
-            for line in log.read().decode(errors="replace").splitlines():
-                if line.startswith("{") and "became leader" in line:
-                    with contextlib.suppress(ValueError):
-                        return epoch(json.loads(line))
-        await asyncio.sleep(0.1)
-    return None
-
-
 def _intervals(
     name: str, process: OperatorProcess, kills: list[float], end: float
 ) -> list[ledger.Interval]:
@@ -882,12 +876,17 @@ def _intervals(
     return found
 
 
+def _fetches(entry: dict[str, Any]) -> bool:
+    return str(entry.get("message", "")).startswith(FETCHING)
+
+
+def _fetch_of(key: str) -> Callable[[dict[str, Any]], bool]:
+    """Whether a log entry is the start of a fetch for the object ``key`` ("namespace/name")."""
+    return lambda entry: entry.get("object") == key and _fetches(entry)
+
+
 def _fetch_times(process: OperatorProcess) -> list[float]:
-    return [
-        epoch(e)
-        for e in log_entries(process.log_path)
-        if str(e.get("message", "")).startswith("fetching a credential")
-    ]
+    return [epoch(e) for e in log_entries(process.log_path) if _fetches(e)]
 
 
 SCENARIOS: dict[str, Callable[[Rig, Sizes], Awaitable[Outcome]]] = {

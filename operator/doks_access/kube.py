@@ -15,7 +15,6 @@ import base64
 import binascii
 import contextlib
 import datetime
-import re
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,7 +25,7 @@ from kubernetes.aio import client
 from kubernetes.aio import config as kconfig
 from kubernetes.aio.client.exceptions import ApiException
 
-from doks_access import __version__
+from doks_access import __version__, digitalocean
 
 GROUP = "doks-access.dev"
 VERSION = "v1alpha1"
@@ -34,8 +33,6 @@ PLURAL = "doclusteraccesses"
 KIND = "DOClusterAccess"
 COMPONENT = "doks-access-operator"
 _MERGE_PATCH = "application/merge-patch+json"
-# What an HTTP header can carry as a bearer token (the DigitalOcean client checks the same).
-_HEADER_SAFE_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 class KubeError(Exception):
@@ -138,7 +135,7 @@ class Kube:
             ) from None
         if not token:
             raise TokenSecretError(f"the token in {where} key {key!r} is empty", reason="Empty")
-        if not _HEADER_SAFE_TOKEN.fullmatch(token):
+        if not digitalocean.is_usable_token(token):
             # Some other text (a kubeconfig, a sentence): it cannot go into a bearer header, and
             # it is the Secret that needs fixing, like a missing key. Its text stays out of here.
             raise TokenSecretError(

@@ -368,10 +368,15 @@ def _cluster_path(cluster_id: str) -> str:
     return f"{CLUSTERS_PATH}/{cluster_id.lower()}"
 
 
+def is_usable_token(token: str) -> bool:
+    """Whether ``token`` can go into a bearer header as it is: one word of printable ASCII."""
+    return _TOKEN.fullmatch(token) is not None
+
+
 def _checked_token(token: str) -> str:
     # Tokens pasted into Secrets often end with a newline; the header cannot carry it.
     token = token.strip()
-    if not _TOKEN.fullmatch(token):
+    if not is_usable_token(token):
         raise ValueError("the API token is empty or has characters an HTTP header cannot carry")
     return token
 

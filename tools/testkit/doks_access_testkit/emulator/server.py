@@ -96,9 +96,10 @@ class Emulator:
         except BaseException:
             self._api_socket.close()
             raise
+        self._api_port: int = self._api_socket.getsockname()[1]
         url_host = _url_host(config.host)
         scheme = "https" if config.tls else "http"
-        self.api_url = f"{scheme}://{url_host}:{self._api_socket.getsockname()[1]}"
+        self.api_url = f"{scheme}://{url_host}:{self._api_port}"
         self.webhook_url = f"https://{url_host}:{self._webhook_socket.getsockname()[1]}"
         self.token_webhook = TokenWebhook(url=self.webhook_url + WEBHOOK_PATH, ca_pem=self.ca_pem)
         self._files: Path | None = None
@@ -234,7 +235,7 @@ class Emulator:
 
     def accept_connections(self) -> None:
         """Listen on the API's port again, after :meth:`refuse_connections`."""
-        self._api_socket = _bound_socket(self.config.host, int(self.api_url.rsplit(":", 1)[1]))
+        self._api_socket = _bound_socket(self.config.host, self._api_port)
         self._call_in_loop(self._serve_api())
 
     async def _close_api(self) -> None:
