@@ -165,6 +165,11 @@ class Consumer:
             finally:
                 await clients.close()
 
+    async def current(self) -> str | None:
+        """The fingerprint of the credential in the Secret now (one read, no call made)."""
+        credential = await self._read()
+        return credential.fingerprint if credential else None
+
     async def _read(self) -> Credential | None:
         try:
             secret = await self._kube.core.read_namespaced_secret(self.secret, self.namespace)

@@ -35,6 +35,7 @@ FORMATS = ({"format": "Kubeconfig"}, {"format": "ArgoCD"}, {"format": "Flux"})
 _KEYS = {"Kubeconfig": "kubeconfig", "Flux": "value", "ArgoCD": "config"}
 AUDIT_GRACE = 15.0  # seconds past its renewal time before a credential counts as stale
 FETCHING = "fetching a credential ("
+WRITE_SETTLE = 2.0  # seconds from DigitalOcean's answer to the Secret write, with room to spare
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,13 +145,21 @@ class Fleet:
     def tallies(self) -> list[ConsumerTally]:
         return [c.tally for c in self.all_consumers]
 
-    def written(self) -> dict[str, int]:
-        """Per cluster: distinct credentials the object's on-time consumers saw in its Secret."""
-        seen: dict[str, int] = {}
+    def seen(self) -> dict[str, set[str]]:
+        """Per cluster: the credentials the object's on-time consumers saw in its Secret."""
+        return {
+            self.clusters[name]: {f for c in group if not c.lagged for f in c.tally.credentials}
+            for name, group in self.consumers.items()
+        }
+
+    async def written(self) -> dict[str, set[str]]:
+        """Per cluster: the credentials seen, and the one its Secret holds now (a renewal after
+        the consumers stopped was written too)."""
+        written = self.seen()
         for name, group in self.consumers.items():
-            credentials = {f for c in group if not c.lagged for f in c.tally.credentials}
-            seen[self.clusters[name]] = len(credentials)
-        return seen
+            if now := await group[0].current():
+                written[self.clusters[name]].add(now)
+        return written
 
 
 async def _fleet(
@@ -245,7 +254,13 @@ async def _finish(
     outcome.objects_lost = len(lost)
     outcome.check("no object lost or stale", not lost, "; ".join(lost))
     issued = rig.issued(fleet.clusters.values())
-    wasted = ledger.wasted_fetches(issued, fleet.written())
+    # A fetch answered just before the count above is written a moment later; it is not waste.
+    await asyncio.sleep(WRITE_SETTLE)
+    seen = fleet.seen()
+    written = {
+        cluster: len(credentials) for cluster, credentials in (await fleet.written()).items()
+    }
+    wasted = ledger.wasted_fetches(issued, written)
     renewals = ledger.fetch_bound(lifetime=lifetime, duration=duration) * len(fleet.names)
     requested = rig.refreshes_requested[fleet.namespace]
     bound = renewals + requested + allowance
@@ -256,8 +271,10 @@ async def _finish(
     )
     outcome.figures["credentials issued"] = calls
     outcome.figures["credentials never written"] = wasted
+    outcome.figures["credentials written after the consumers stopped"] = sum(
+        written.values()
+    ) - sum(len(credentials) for credentials in seen.values())
     if wasted:
-        written = fleet.written()
         outcome.figures["issued / written per object"] = {
             name: f"{issued[cluster]} / {written.get(cluster, 0)}"
             for name, cluster in fleet.clusters.items()
