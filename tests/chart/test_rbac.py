@@ -306,6 +306,27 @@ def _prove_end_to_end(
     assert not refused, explained(refused)
 
 
+@contextlib.contextmanager
+def _installed_as_service_account(
+    helm: Helm,
+    cluster: Cluster,
+    api: client.ApiClient,
+    *,
+    namespace: str,
+    values: dict[str, Any],
+    path: Path,
+) -> Iterator[Path]:
+    """The chart released in ``namespace``; yields a kubeconfig of its ServiceAccount."""
+    with installed(helm, release=namespace, namespace=namespace, values=values):
+        yield service_account_kubeconfig(
+            api,
+            admin_kubeconfig=cluster.kubeconfig_path,
+            namespace=namespace,
+            service_account=f"{namespace}-doks-access-operator",
+            path=path,
+        )
+
+
 @pytest.mark.usefixtures("crds")
 def test_the_operator_works_with_only_the_cluster_wide_permissions(
     cluster_helm: Helm,
@@ -315,14 +336,14 @@ def test_the_operator_works_with_only_the_cluster_wide_permissions(
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    with installed(cluster_helm, release=namespace, namespace=namespace, values={}):
-        kubeconfig = service_account_kubeconfig(
-            api,
-            admin_kubeconfig=cluster.kubeconfig_path,
-            namespace=namespace,
-            service_account=f"{namespace}-doks-access-operator",
-            path=tmp_path / "operator.kubeconfig",
-        )
+    with _installed_as_service_account(
+        cluster_helm,
+        cluster,
+        api,
+        namespace=namespace,
+        values={},
+        path=tmp_path / "operator.kubeconfig",
+    ) as kubeconfig:
         log_path = tmp_path / "operator.log"
         with operator_running(
             kubeconfig=kubeconfig, digitalocean=digitalocean, log_path=log_path
@@ -341,27 +362,29 @@ def test_the_operator_works_with_only_the_roles_of_namespaced_mode(
     tmp_path: Path,
 ) -> None:
     values = {"watchNamespaces": [other_namespace]}
-    with installed(cluster_helm, release=namespace, namespace=namespace, values=values):
-        kubeconfig = service_account_kubeconfig(
+    with (
+        _installed_as_service_account(
+            cluster_helm,
+            cluster,
             api,
-            admin_kubeconfig=cluster.kubeconfig_path,
             namespace=namespace,
-            service_account=f"{namespace}-doks-access-operator",
+            values=values,
             path=tmp_path / "operator.kubeconfig",
-        )
-        with operator_running(
+        ) as kubeconfig,
+        operator_running(
             kubeconfig=kubeconfig,
             digitalocean=digitalocean,
             log_path=tmp_path / "operator.log",
             args=[f"--namespace={other_namespace}"],
-        ) as process:
-            _prove_end_to_end(
-                api,
-                process,
-                namespace=other_namespace,
-                name="prod",
-                ours={namespace, other_namespace},
-            )
+        ) as process,
+    ):
+        _prove_end_to_end(
+            api,
+            process,
+            namespace=other_namespace,
+            name="prod",
+            ours={namespace, other_namespace},
+        )
 
 
 def _leader_election_env(namespace: str) -> dict[str, str]:
@@ -395,24 +418,24 @@ def test_the_operator_elects_itself_leader_with_only_the_charts_lease_permission
     tmp_path: Path,
 ) -> None:
     values = {"highAvailability": {"enabled": True}}
-    with installed(cluster_helm, release=namespace, namespace=namespace, values=values):
-        kubeconfig = service_account_kubeconfig(
+    with (
+        _installed_as_service_account(
+            cluster_helm,
+            cluster,
             api,
-            admin_kubeconfig=cluster.kubeconfig_path,
             namespace=namespace,
-            service_account=f"{namespace}-doks-access-operator",
+            values=values,
             path=tmp_path / "operator.kubeconfig",
-        )
-        with operator_running(
+        ) as kubeconfig,
+        operator_running(
             kubeconfig=kubeconfig,
             digitalocean=digitalocean,
             log_path=tmp_path / "operator.log",
             env=_leader_election_env(namespace),
-        ) as process:
-            kube.eventually(
-                lambda: _lease_holder(api, namespace), what="the Lease to have a holder"
-            )
-            _prove_end_to_end(api, process, namespace=namespace, name="prod", ours={namespace})
+        ) as process,
+    ):
+        kube.eventually(lambda: _lease_holder(api, namespace), what="the Lease to have a holder")
+        _prove_end_to_end(api, process, namespace=namespace, name="prod", ours={namespace})
 
 
 def _free_port() -> int:
@@ -441,14 +464,14 @@ def test_a_standby_replica_answers_the_liveness_probe_too(
     """With high availability, the chart probes every replica; a standby must answer as well,
     or the kubelet restarts it again and again."""
     values = {"highAvailability": {"enabled": True}}
-    with installed(cluster_helm, release=namespace, namespace=namespace, values=values):
-        kubeconfig = service_account_kubeconfig(
-            api,
-            admin_kubeconfig=cluster.kubeconfig_path,
-            namespace=namespace,
-            service_account=f"{namespace}-doks-access-operator",
-            path=tmp_path / "operator.kubeconfig",
-        )
+    with _installed_as_service_account(
+        cluster_helm,
+        cluster,
+        api,
+        namespace=namespace,
+        values=values,
+        path=tmp_path / "operator.kubeconfig",
+    ) as kubeconfig:
         urls = [f"http://127.0.0.1:{_free_port()}/healthz" for _ in range(2)]
         with contextlib.ExitStack() as replicas:
             for index, url in enumerate(urls):
@@ -643,14 +666,9 @@ def _release_as_service_account(
     kubeconfig of its ServiceAccount; yields (kubeconfig, own namespace, served namespace)."""
     with kube.fresh_namespace(api) as own, kube.fresh_namespace(api) as served:
         values = {"watchNamespaces": [served]} if namespaced else {}
-        with installed(helm, release=own, namespace=own, values=values):
-            kubeconfig = service_account_kubeconfig(
-                api,
-                admin_kubeconfig=cluster.kubeconfig_path,
-                namespace=own,
-                service_account=f"{own}-doks-access-operator",
-                path=directory / f"{own}.kubeconfig",
-            )
+        with _installed_as_service_account(
+            helm, cluster, api, namespace=own, values=values, path=directory / f"{own}.kubeconfig"
+        ) as kubeconfig:
             yield kubeconfig, own, served
 
 
