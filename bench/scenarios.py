@@ -247,7 +247,7 @@ async def latency(bench: Bench, sizes: Sizes) -> Result:
         direct = await bench.namespace("bench-floor")
         bench.operator(emulator=emulator, namespace=operated, limits=UNLIMITED)
         context = ssl.create_default_context(cafile=str(emulator.ca_file))
-        api = await kube.api_client(kubeconfig=bench.kubeconfig)
+        api = await kube.api_client(kube.find_source(explicit=bench.kubeconfig))
         do = digitalocean.DigitalOceanClient(
             base_url=emulator.api_url,
             verify=context,

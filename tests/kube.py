@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -94,3 +95,13 @@ def fresh_namespace(api: client.ApiClient) -> Iterator[str]:
         yield name
     finally:
         delete_ignoring_absence(lambda: core.delete_namespace(name))
+
+
+@contextlib.contextmanager
+def listening(host: str, port: int) -> Iterator[None]:
+    """Hold ``host:port`` open, as another program's server would."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen()
+        yield

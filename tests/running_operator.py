@@ -67,19 +67,18 @@ def session_operator(
     crds: list[str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorRunner]:
-    """One operator for the session, watching every namespace, logging at DEBUG."""
+    """One operator for the session, watching every namespace, logging at DEBUG.
+
+    It finds its credentials the way the README says a user running it outside a cluster does:
+    from ``$KUBECONFIG``, without ``--kubeconfig``.
+    """
     del crds  # installed before the operator starts
     metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
     runner = OperatorRunner(
-        args=[
-            sys.executable,
-            "-m",
-            "doks_access",
-            "run",
-            f"--kubeconfig={cluster.kubeconfig_path}",
-        ],
+        args=[sys.executable, "-m", "doks_access", "run"],
         env={
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE_")},
+            "KUBECONFIG": str(cluster.kubeconfig_path),
             "DOKS_ACCESS_DIGITALOCEAN_API_URL": digitalocean.api_url,
             "DOKS_ACCESS_DIGITALOCEAN_CA_FILE": str(digitalocean.ca_file),
             "DOKS_ACCESS_LOG_LEVEL": "DEBUG",

@@ -14,6 +14,7 @@ uses for ``metav1.Time``. Truncating to the second moves an expiry *earlier*, ne
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "PREFIX",
     "REFRESH_REQUESTED_AT",
     "SPEC_HASH",
+    "ObservedSecret",
     "format_timestamp",
     "is_reserved",
     "owner_value",
@@ -59,6 +61,18 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "doks-access-operator"
 
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ObservedSecret:
+    """What a target Secret that is ours, and intact, says about the credential it holds: its
+    bookkeeping annotations, read back (``rendering.observe_secret``)."""
+
+    issued_at: datetime.datetime
+    expires_at: datetime.datetime
+    cluster_id: str
+    spec_hash: str
+    handled_refresh_request: str | None  # the refresh-requested-at value this credential answered
 
 
 def owner_value(*, namespace: str, name: str) -> str:

@@ -9,16 +9,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
+import logging
 import os
 import socket
 import ssl
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from doks_access import __version__, config, digitalocean, kubeconfig, logs, rendering, spec
+from doks_access import __version__, config, digitalocean, kube, kubeconfig, logs, rendering, spec
+
+if TYPE_CHECKING:
+    from doks_access import controller, dependencies
+
+logger = logging.getLogger(__name__)
 
 PROGRAM = "doks-access"
 # The variable doctl reads too; a token on the command line would be visible to every local user.
@@ -82,68 +90,113 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(settings: config.OperatorConfig) -> int:
     logs.configure(level=settings.log_level, json_format=settings.log_format == "json")
-    if settings.kubeconfig is not None:
-        os.environ["KUBECONFIG"] = str(settings.kubeconfig)  # Kopf's own login reads it
     return asyncio.run(_serve(settings))
 
 
 async def _serve(settings: config.OperatorConfig) -> int:
-    """Metrics (and, with leader election, liveness) for the whole process; then the operator."""
-    # Imported here: Kopf registers the handlers on import, and --version should stay instant.
-    import kopf
+    """Build the clients, check the API, then operate (with leader election: while leading).
 
-    from doks_access import handlers, health, metrics
+    A problem that waiting cannot fix (no credentials, no CRD, no access, a busy port) ends the
+    process at once with one line on stderr and exit status 1, so that it shows in the pod's
+    status instead of in a log of retries.
+    """
+    # Imported here: Kopf registers the handlers on import, and --version should stay instant.
+    from doks_access import dependencies, metrics
 
     collected = metrics.Metrics()
-    in_flight: dict[str, float] = {}  # object → loop time its reconciliation started
+    try:
+        deps = await dependencies.Dependencies.create(settings, collected=collected)
+    except kube.StartupError as exc:
+        return _cannot_start(exc)
+    try:
+        await deps.kube.check_access(namespaces=settings.namespaces)
+        return await _operate(settings, deps)
+    except kube.StartupError as exc:
+        return _cannot_start(exc)
+    finally:
+        await deps.aclose()
+
+
+async def _operate(settings: config.OperatorConfig, deps: dependencies.Dependencies) -> int:
+    """Metrics and liveness for the whole process (a standby answers too); then the operator."""
+    import kopf
+
+    from doks_access import controller, dispatch, handlers, health, metrics
+
+    dispatcher: dispatch.Dispatcher[tuple[str, str]] = dispatch.Dispatcher(workers=settings.workers)
+    keeper = controller.Controller(deps=deps, dispatcher=dispatcher)
 
     async def operate() -> None:
-        await kopf.operator(
-            registry=handlers.registry(),
-            clusterwide=not settings.namespaces,
-            namespaces=list(settings.namespaces),
-            standalone=True,
-            # With leader election the process serves liveness itself, standbys included.
-            liveness_endpoint=None if settings.leader_election else settings.liveness_endpoint,
-            memo=kopf.Memo(config=settings, metrics=collected, in_flight=in_flight),
-        )
+        # The dispatcher and Kopf's watches start and stop together: losing the Lease cancels
+        # this, and with it both.
+        async with dispatcher.running(keeper.reconcile):
+            await kopf.operator(
+                registry=handlers.registry(),
+                clusterwide=not settings.namespaces,
+                namespaces=list(settings.namespaces),
+                standalone=True,
+                liveness_endpoint=None,  # served below, for standbys too
+                memo=kopf.Memo(deps=deps, controller=keeper),
+            )
 
     async with contextlib.AsyncExitStack() as stack:
         if settings.metrics_endpoint:
-            await stack.enter_async_context(metrics.serving(collected, settings.metrics_endpoint))
+            await stack.enter_async_context(
+                _serving(metrics.serving(deps.metrics, settings.metrics_endpoint), "metrics")
+            )
+        if settings.liveness_endpoint:
+            problems = functools.partial(_stuck, keeper)
+            await stack.enter_async_context(
+                _serving(health.serving(settings.liveness_endpoint, problems=problems), "liveness")
+            )
+        logger.info("started; Kubernetes credentials from %s", deps.source.described)
         if not settings.leader_election:
             await operate()
             return 0
-        if settings.liveness_endpoint:
-            loop = asyncio.get_running_loop()
-            await stack.enter_async_context(
-                health.serving(
-                    settings.liveness_endpoint,
-                    problems=lambda: health.stuck(in_flight, now=loop.time()),
-                )
-            )
-        return await _lead(settings, operate)
+        return await _lead(settings, deps, operate)
 
 
-async def _lead(settings: config.OperatorConfig, operate: Callable[[], Awaitable[None]]) -> int:
-    """Reconcile only while holding the Lease; exit at once when it is lost (DESIGN 6)."""
-    from doks_access import kube, leadership
+def _stuck(keeper: controller.Controller) -> list[str]:
+    from doks_access import health
 
-    api = await kube.api_client(kubeconfig=settings.kubeconfig)
+    return health.stuck(keeper.in_flight(), now=health.loop_time())
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    endpoint: contextlib.AbstractAsyncContextManager[None], what: str
+) -> AsyncIterator[None]:
     try:
-        outcome = await leadership.run_while_leading(
-            api=api,
-            namespace=settings.leader_election_namespace,
-            lease_name=settings.leader_election_lease_name,
-            identity=f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
-            work=operate,
-        )
-    finally:
-        await api.close()  # type: ignore[no-untyped-call]
+        async with endpoint:
+            yield
+    except OSError as exc:
+        raise kube.StartupError(f"cannot serve {what}: {exc}") from None
+
+
+async def _lead(
+    settings: config.OperatorConfig,
+    deps: dependencies.Dependencies,
+    operate: Callable[[], Awaitable[None]],
+) -> int:
+    """Reconcile only while holding the Lease; exit at once when it is lost (DESIGN 6)."""
+    from doks_access import leadership
+
+    outcome = await leadership.run_while_leading(
+        api=deps.api,
+        namespace=settings.leader_election_namespace,
+        lease_name=settings.leader_election_lease_name,
+        identity=f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
+        work=operate,
+    )
     if outcome.lost:
         print(f"{PROGRAM}: {outcome.reason}; exiting so that a standby takes over", file=sys.stderr)
         return 1
     return 0
+
+
+def _cannot_start(exc: kube.StartupError) -> int:
+    print(f"{PROGRAM}: {exc}", file=sys.stderr)
+    return 1
 
 
 def _fetch(args: argparse.Namespace) -> int:

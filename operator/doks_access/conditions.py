@@ -1,14 +1,13 @@
-"""The status of a DOClusterAccess: kstatus conditions, the status fields, and the events they earn.
+"""The kstatus conditions of a DOClusterAccess: ``Ready``, ``Reconciling`` and ``Stalled`` (pure).
 
-Users and tools read the status rather than the logs: ``kubectl wait --for=condition=Ready``,
-Argo CD's and Flux's health checks (kstatus), printer columns. So the status must be exact and
-quiet: conditions change only when the situation does, ``lastTransitionTime`` moves only when a
-condition's status flips, nothing is patched when nothing changed, and an event marks a change of
-state, never a retry (DESIGN 3).
+Users and tools read conditions rather than logs: ``kubectl wait --for=condition=Ready``, Argo CD's
+and Flux's health checks (kstatus), printer columns. So they must be exact and quiet: they change
+only when the situation does, and ``lastTransitionTime`` moves only when a condition's status flips
+(DESIGN 3).
 
-The reconciler describes what it found in a :class:`Situation`; :func:`conditions_for` turns that
-into conditions, :class:`Status` adds the fields of DESIGN 2, :func:`status_patch` says what to
-PATCH (if anything) and :func:`events_for` which events the change deserves.
+The reconciler describes what it found as a :class:`Situation`; :func:`conditions_for` turns that
+into conditions. Every reason is a member of an enum here; the enums are ``StrEnum`` so that a
+reason compares equal to the text the API shows.
 
 Decisions where the design is silent:
 
@@ -18,8 +17,6 @@ Decisions where the design is silent:
   whatever else is going on: a failing renewal, a 401 or ``suspend`` do not take it away. Once the
   credential has expired the reason is ``Expired``; before there is one it is the stalling reason,
   ``Suspended`` or ``Pending``.
-- Fetch failures give a ``RenewalFailed`` event when a streak starts or its reason changes;
-  rate limiting and Secret conflicts have events of their own.
 """
 
 from __future__ import annotations
@@ -34,45 +31,21 @@ from doks_access import bookkeeping
 __all__ = [
     "Condition",
     "ConditionType",
-    "Event",
-    "EventType",
     "ReadyReason",
     "ReconcilingReason",
     "Situation",
     "StalledReason",
-    "Status",
     "conditions_for",
-    "events_for",
-    "status_patch",
 ]
 
 
-class ConditionType(enum.Enum):
+class ConditionType(enum.StrEnum):
     READY = "Ready"
     RECONCILING = "Reconciling"
     STALLED = "Stalled"
 
 
-class ReadyReason(enum.Enum):
-    ISSUED = "Issued"
-    PENDING = "Pending"
-    EXPIRED = "Expired"
-    SECRET_CONFLICT = "SecretConflict"  # noqa: S105 - a reason, not a secret
-    INVALID_SPEC = "InvalidSpec"
-    TOKEN_SECRET_MISSING = "TokenSecretMissing"  # noqa: S105 - a reason, not a secret
-    UNAUTHORIZED = "Unauthorized"
-    CLUSTER_NOT_FOUND = "ClusterNotFound"
-    AMBIGUOUS_CLUSTER_NAME = "AmbiguousClusterName"
-    SUSPENDED = "Suspended"
-
-
-class ReconcilingReason(enum.Enum):
-    RENEWING = "Renewing"
-    RATE_LIMITED = "RateLimited"
-    RETRYING_AFTER_ERROR = "RetryingAfterError"
-
-
-class StalledReason(enum.Enum):
+class StalledReason(enum.StrEnum):
     """Problems that need a human: retried only slowly, or when the spec or token Secret changes."""
 
     INVALID_SPEC = "InvalidSpec"
@@ -83,9 +56,26 @@ class StalledReason(enum.Enum):
     SECRET_CONFLICT = "SecretConflict"  # noqa: S105 - a reason, not a secret
 
 
-class EventType(enum.Enum):
-    NORMAL = "Normal"
-    WARNING = "Warning"
+class ReadyReason(enum.StrEnum):
+    """Why ``Ready`` is what it is: the credential's state, else why there is none (DESIGN 3)."""
+
+    ISSUED = "Issued"
+    PENDING = "Pending"
+    EXPIRED = "Expired"
+    SUSPENDED = "Suspended"
+    # Without a credential, Ready says why the object is stalled: one member per StalledReason.
+    INVALID_SPEC = StalledReason.INVALID_SPEC.value
+    TOKEN_SECRET_MISSING = StalledReason.TOKEN_SECRET_MISSING.value
+    UNAUTHORIZED = StalledReason.UNAUTHORIZED.value
+    CLUSTER_NOT_FOUND = StalledReason.CLUSTER_NOT_FOUND.value
+    AMBIGUOUS_CLUSTER_NAME = StalledReason.AMBIGUOUS_CLUSTER_NAME.value
+    SECRET_CONFLICT = StalledReason.SECRET_CONFLICT.value
+
+
+class ReconcilingReason(enum.StrEnum):
+    RENEWING = "Renewing"
+    RATE_LIMITED = "RateLimited"
+    RETRYING_AFTER_ERROR = "RetryingAfterError"
 
 
 _STALLED_MESSAGES = {
@@ -101,11 +91,11 @@ _RECONCILING_MESSAGES = {
     ReconcilingReason.RATE_LIMITED: "Waiting for DigitalOcean's rate limit.",
     ReconcilingReason.RETRYING_AFTER_ERROR: "Fetching a credential failed; retrying.",
 }
-# Failures that have an event of their own rather than RenewalFailed.
-_OWN_EVENT_FAILURES = frozenset({"RateLimited", "SecretConflict"})
+
+Reason = ReadyReason | ReconcilingReason | StalledReason
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Situation:
     """What one reconciliation found; the conditions follow from it."""
 
@@ -124,81 +114,55 @@ class Situation:
             raise ValueError("an object is either reconciling or stalled, not both")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Condition:
+    """One condition. A condition read back from the API keeps its reason as text (it may predate
+    today's reasons) and its transition time as None when that does not parse."""
+
     type: ConditionType
     status: bool
     reason: str
     message: str
     observed_generation: int
-    last_transition_time: datetime.datetime
+    last_transition_time: datetime.datetime | None
 
     def to_dict(self) -> dict[str, object]:
+        moment = self.last_transition_time
         return {
             "type": self.type.value,
             "status": "True" if self.status else "False",
             "observedGeneration": self.observed_generation,
-            "lastTransitionTime": bookkeeping.format_timestamp(self.last_transition_time),
-            "reason": self.reason,
+            "lastTransitionTime": None if moment is None else bookkeeping.format_timestamp(moment),
+            "reason": str(self.reason),
             "message": self.message,
         }
 
-
-@dataclasses.dataclass(frozen=True)
-class Status:
-    """The whole ``status`` of a DOClusterAccess (DESIGN 2); None fields are absent."""
-
-    observed_generation: int
-    conditions: tuple[Condition, ...]
-    cluster_id: str | None = None
-    cluster_name: str | None = None
-    server: str | None = None
-    secret_name: str | None = None
-    issued_at: datetime.datetime | None = None
-    expires_at: datetime.datetime | None = None
-    renewal_time: datetime.datetime | None = None
-    identity: str | None = None
-    failed_attempts: int = 0
-    last_failure_time: datetime.datetime | None = None
-    last_failure_reason: str | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        """Every status field, None for the absent ones (a merge patch's way to remove a field)."""
-        return {
-            "observedGeneration": self.observed_generation,
-            "conditions": [condition.to_dict() for condition in self.conditions],
-            "clusterID": self.cluster_id,
-            "clusterName": self.cluster_name,
-            "server": self.server,
-            "secretName": self.secret_name,
-            "issuedAt": _timestamp(self.issued_at),
-            "expiresAt": _timestamp(self.expires_at),
-            "renewalTime": _timestamp(self.renewal_time),
-            "identity": self.identity,
-            "failedAttempts": self.failed_attempts,
-            "lastFailureTime": _timestamp(self.last_failure_time),
-            "lastFailureReason": self.last_failure_reason,
-        }
-
-    def condition(self, kind: ConditionType) -> Condition | None:
-        return next((c for c in self.conditions if c.type is kind), None)
-
-
-@dataclasses.dataclass(frozen=True)
-class Event:
-    type: EventType
-    reason: str
-    message: str
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, object]) -> Condition | None:
+        """A condition as stored; None for a type this operator does not set, or no status."""
+        try:
+            kind = ConditionType(str(raw.get("type")))
+        except ValueError:
+            return None
+        status = raw.get("status")
+        if status not in ("True", "False"):
+            return None
+        generation = raw.get("observedGeneration")
+        return cls(
+            type=kind,
+            status=status == "True",
+            reason=str(raw.get("reason") or ""),
+            message=str(raw.get("message") or ""),
+            observed_generation=generation if isinstance(generation, int) else 0,
+            last_transition_time=bookkeeping.parse_timestamp(raw.get("lastTransitionTime")),
+        )
 
 
 def conditions_for(
-    *,
-    situation: Situation,
-    now: datetime.datetime,
-    previous: Sequence[Mapping[str, object]] = (),
+    *, situation: Situation, now: datetime.datetime, previous: Sequence[Condition] = ()
 ) -> tuple[Condition, ...]:
-    """Ready, then Reconciling and Stalled when True; ``previous`` is ``status.conditions``."""
-    candidates = [
+    """Ready, then Reconciling and Stalled when True; ``previous`` are the object's conditions."""
+    candidates: list[tuple[ConditionType, bool, Reason | None, str]] = [
         (ConditionType.READY, *_ready(situation, now=now)),
         (ConditionType.RECONCILING, *_reconciling(situation)),
         (ConditionType.STALLED, *_stalled(situation)),
@@ -207,7 +171,7 @@ def conditions_for(
         Condition(
             type=kind,
             status=status,
-            reason=reason,
+            reason=reason or "",
             message=message,
             observed_generation=situation.generation,
             last_transition_time=_transition_time(previous, kind=kind, status=status, now=now),
@@ -217,61 +181,36 @@ def conditions_for(
     )
 
 
-def status_patch(
-    *, previous: Mapping[str, object] | None, current: Status
-) -> dict[str, object] | None:
-    """The merge patch from ``previous`` (the object's status) to ``current``; None: no change.
-
-    Only the operator's fields are compared, so fields it does not know are left alone.
-    """
-    before = previous or {}
-    patch = {key: value for key, value in current.to_dict().items() if before.get(key) != value}
-    return patch or None
-
-
-def events_for(*, previous: Mapping[str, object] | None, current: Status) -> tuple[Event, ...]:
-    """The events that the change from ``previous`` (a status dict) to ``current`` deserves."""
-    before = previous or {}
-    candidates = (
-        _issued_event(before, current),
-        _entered(before, current, ConditionType.READY, "Expired"),
-        _entered(before, current, ConditionType.STALLED, "SecretConflict"),
-        _entered(before, current, ConditionType.RECONCILING, "RateLimited"),
-        _failure_event(before, current),
-    )
-    return tuple(event for event in candidates if event is not None)
-
-
-def _ready(situation: Situation, *, now: datetime.datetime) -> tuple[bool, str, str]:
+def _ready(situation: Situation, *, now: datetime.datetime) -> tuple[bool, ReadyReason, str]:
     expires_at = situation.expires_at
     suspended = "Refreshing is suspended. " if situation.suspended else ""
     if expires_at is not None and now < expires_at:
         reason = ReadyReason.SUSPENDED if situation.suspended else ReadyReason.ISSUED
         held = f"Secret {situation.secret_name} holds a credential valid until"
-        return True, reason.value, f"{suspended}{held} {_timestamp(expires_at)}."
+        return True, reason, f"{suspended}{held} {_timestamp(expires_at)}."
     if expires_at is not None:
         expired = f"The credential in Secret {situation.secret_name} expired at"
         message = _join(f"{suspended}{expired} {_timestamp(expires_at)}.", situation)
-        return False, ReadyReason.EXPIRED.value, message
+        return False, ReadyReason.EXPIRED, message
     if situation.stalled is not None:
         message = _join(_STALLED_MESSAGES[situation.stalled], situation)
-        return False, situation.stalled.value, message
+        return False, ReadyReason(situation.stalled.value), message
     if situation.suspended:
-        return False, ReadyReason.SUSPENDED.value, f"{suspended}There is no credential yet."
-    return False, ReadyReason.PENDING.value, _join("Waiting for the first credential.", situation)
+        return False, ReadyReason.SUSPENDED, f"{suspended}There is no credential yet."
+    return False, ReadyReason.PENDING, _join("Waiting for the first credential.", situation)
 
 
-def _reconciling(situation: Situation) -> tuple[bool, str, str]:
+def _reconciling(situation: Situation) -> tuple[bool, ReconcilingReason | None, str]:
     if situation.reconciling is None:
-        return False, "", ""
+        return False, None, ""
     message = _join(_RECONCILING_MESSAGES[situation.reconciling], situation)
-    return True, situation.reconciling.value, message
+    return True, situation.reconciling, message
 
 
-def _stalled(situation: Situation) -> tuple[bool, str, str]:
+def _stalled(situation: Situation) -> tuple[bool, StalledReason | None, str]:
     if situation.stalled is None:
-        return False, "", ""
-    return True, situation.stalled.value, _join(_STALLED_MESSAGES[situation.stalled], situation)
+        return False, None, ""
+    return True, situation.stalled, _join(_STALLED_MESSAGES[situation.stalled], situation)
 
 
 def _join(message: str, situation: Situation) -> str:
@@ -279,70 +218,18 @@ def _join(message: str, situation: Situation) -> str:
 
 
 def _transition_time(
-    previous: Sequence[Mapping[str, object]],
+    previous: Sequence[Condition],
     *,
     kind: ConditionType,
     status: bool,
     now: datetime.datetime,
 ) -> datetime.datetime:
     """The previous transition time while the status stays the same, else ``now``."""
-    before = next((c for c in previous if c.get("type") == kind.value), None)
-    if before is None or before.get("status") != ("True" if status else "False"):
+    before = next((c for c in previous if c.type is kind), None)
+    if before is None or before.status is not status:
         return now
-    return bookkeeping.parse_timestamp(before.get("lastTransitionTime")) or now
+    return before.last_transition_time or now
 
 
-def _issued_event(before: Mapping[str, object], current: Status) -> Event | None:
-    if current.issued_at is None or before.get("issuedAt") == _timestamp(current.issued_at):
-        return None
-    reason = "Issued" if before.get("issuedAt") is None else "Renewed"
-    message = (
-        f"{reason} a credential valid until {_timestamp(current.expires_at)}"
-        f" and wrote it to Secret {current.secret_name}."
-    )
-    return Event(type=EventType.NORMAL, reason=reason, message=message)
-
-
-def _entered(
-    before: Mapping[str, object], current: Status, kind: ConditionType, reason: str
-) -> Event | None:
-    """A Warning named ``reason`` when condition ``kind`` has just taken that reason."""
-    condition = current.condition(kind)
-    if condition is None or condition.reason != reason or _reason(before, kind) == reason:
-        return None
-    return Event(type=EventType.WARNING, reason=reason, message=condition.message)
-
-
-def _failure_event(before: Mapping[str, object], current: Status) -> Event | None:
-    reason = current.last_failure_reason
-    if current.failed_attempts < 1 or reason is None or reason in _OWN_EVENT_FAILURES:
-        return None
-    streak_went_on = _failed_attempts(before) > 0 and before.get("lastFailureReason") == reason
-    if streak_went_on:
-        return None
-    problem = current.condition(ConditionType.STALLED) or current.condition(
-        ConditionType.RECONCILING
-    )
-    message = f"Fetching a credential failed ({reason})."
-    if problem is not None:
-        message = f"{message} {problem.message}"
-    return Event(type=EventType.WARNING, reason="RenewalFailed", message=message)
-
-
-def _reason(status: Mapping[str, object], kind: ConditionType) -> object:
-    conditions = status.get("conditions")
-    if not isinstance(conditions, list):
-        return None
-    for condition in conditions:
-        if isinstance(condition, Mapping) and condition.get("type") == kind.value:
-            return condition.get("reason")
-    return None
-
-
-def _failed_attempts(status: Mapping[str, object]) -> int:
-    attempts = status.get("failedAttempts")
-    return attempts if isinstance(attempts, int) else 0
-
-
-def _timestamp(moment: datetime.datetime | None) -> str | None:
-    return None if moment is None else bookkeeping.format_timestamp(moment)
+def _timestamp(moment: datetime.datetime) -> str:
+    return bookkeeping.format_timestamp(moment)

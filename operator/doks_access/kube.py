@@ -3,7 +3,11 @@
 ``kubernetes.aio`` runs on aiohttp like Kopf, so no call blocks the event loop and no thread pool is
 involved. Objects cross this boundary as plain JSON dictionaries (camelCase, as the API serves
 them), which is what the pure modules work on. API failures are mapped here, once, to
-:class:`KubeError` and its subclasses; nothing else in the operator sees ``ApiException``.
+:class:`KubeError` and its subclasses; nothing else in the operator sees ``ApiException``. Every
+write is counted here too (``on_write``), so that no call site can forget it.
+
+Where the credentials come from is decided here, once (:func:`find_source`), for this client and
+for Kopf's: ``--kubeconfig``, else in-cluster, else ``$KUBECONFIG``, else ``~/.kube/config``.
 
 Secrets are only ever read by name in one namespace: the operator never lists or watches Secrets
 it was not told about (DESIGN 4.8).
@@ -11,21 +15,26 @@ it was not told about (DESIGN 4.8).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import datetime
+import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 from kubernetes.aio import client
 from kubernetes.aio import config as kconfig
 from kubernetes.aio.client.exceptions import ApiException
 
-from doks_access import __version__, digitalocean
+from doks_access import __version__
+from doks_access.tokens import is_usable_token
 
 GROUP = "doks-access.dev"
 VERSION = "v1alpha1"
@@ -33,6 +42,15 @@ PLURAL = "doclusteraccesses"
 KIND = "DOClusterAccess"
 COMPONENT = "doks-access-operator"
 _MERGE_PATCH = "application/merge-patch+json"
+
+# What a pod sees (kubernetes.aio.config.incluster_config checks the same).
+SERVICE_HOST_ENV = "KUBERNETES_SERVICE_HOST"
+SERVICE_PORT_ENV = "KUBERNETES_SERVICE_PORT"
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+# How long the start-up check keeps trying an API server that does not answer (yet).
+PREFLIGHT_PATIENCE = 20.0
+
+WriteObserver = Callable[[str], None]  # told the kind of every write: Secret, Status, Event
 
 
 class KubeError(Exception):
@@ -59,18 +77,81 @@ class TokenSecretError(Exception):
         self.reason = reason
 
 
-async def api_client(*, kubeconfig: Path | None) -> client.ApiClient:
-    """An API client from ``kubeconfig``, else the pod's ServiceAccount (in-cluster)."""
+class StartupError(Exception):
+    """The operator cannot start and waiting will not help: no credentials, no CRD, no access.
+
+    The message is the one line the process prints before it exits.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where the API server's address and credentials come from."""
+
+    kubeconfig: str | None  # a kubeconfig path (or a $KUBECONFIG list); None: in-cluster
+    described: str  # for the log and error messages
+
+    @property
+    def in_cluster(self) -> bool:
+        return self.kubeconfig is None
+
+
+def find_source(
+    *,
+    explicit: Path | None,
+    environ: Mapping[str, str] = os.environ,
+    home: Path | None = None,
+    service_account_token: Path = SERVICE_ACCOUNT_TOKEN,
+) -> Source:
+    """``explicit`` (``--kubeconfig``), else in-cluster, else ``$KUBECONFIG``, else
+    ``~/.kube/config``, as ``kubectl`` looks; :class:`StartupError` when there is none."""
+    if explicit is not None:
+        return Source(str(explicit), f"--kubeconfig {explicit}")
+    in_pod = bool(environ.get(SERVICE_HOST_ENV) and environ.get(SERVICE_PORT_ENV))
+    if in_pod and service_account_token.is_file():
+        return Source(None, "the pod's ServiceAccount (in-cluster)")
+    if environ.get("KUBECONFIG"):
+        return Source(environ["KUBECONFIG"], f"$KUBECONFIG ({environ['KUBECONFIG']})")
+    default = (home if home is not None else Path.home()) / ".kube" / "config"
+    if default.is_file():
+        return Source(str(default), str(default))
+    raise StartupError(
+        "no Kubernetes credentials: not running in a pod, $KUBECONFIG is not set and"
+        f" {default} does not exist (pass --kubeconfig)"
+    )
+
+
+async def api_client(source: Source) -> client.ApiClient:
+    """An API client for ``source``; :class:`StartupError` when it cannot be loaded."""
     # kubernetes.aio.config has no type annotations.
-    api: client.ApiClient
-    if kubeconfig is not None:
-        path = str(kubeconfig)
-        api = await kconfig.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
-    else:
-        kconfig.load_incluster_config()  # type: ignore[no-untyped-call]
-        api = client.ApiClient()
+    configuration = client.Configuration()
+    if source.kubeconfig is not None and not _any_file(source.kubeconfig):
+        raise StartupError(
+            f"cannot load Kubernetes credentials from {source.described}: no such file"
+        )
+    try:
+        if source.kubeconfig is None:
+            kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            await kconfig.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=source.kubeconfig,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+    except (kconfig.ConfigException, OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        # The loaders' messages name files and fields, never credentials.
+        raise StartupError(
+            f"cannot load Kubernetes credentials from {source.described}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    api = client.ApiClient(configuration=configuration)
     api.user_agent = f"{COMPONENT}/{__version__}"
     return api
+
+
+def _any_file(paths: str) -> bool:
+    """Whether any file of a kubeconfig path list (``$KUBECONFIG`` style) exists."""
+    return any(Path(path).expanduser().is_file() for path in paths.split(os.pathsep) if path)
 
 
 @contextlib.contextmanager
@@ -95,13 +176,24 @@ def _mapped(exc: ApiException, *, what: str) -> KubeError:
     return KubeError(message, status=status)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Involved:
+    """The DOClusterAccess an event is about."""
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str | None = None
+
+
 class Kube:
     """The operator's Kubernetes API, around one shared ``kubernetes.aio`` API client."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, *, on_write: WriteObserver | None = None) -> None:
         self._api = api
         self._core = client.CoreV1Api(api)
         self._custom = client.CustomObjectsApi(api)
+        self._on_write = on_write
 
     async def read_secret(self, *, namespace: str, name: str) -> dict[str, Any] | None:
         """The Secret as JSON, or None when it does not exist."""
@@ -135,7 +227,7 @@ class Kube:
             ) from None
         if not token:
             raise TokenSecretError(f"the token in {where} key {key!r} is empty", reason="Empty")
-        if not digitalocean.is_usable_token(token):
+        if not is_usable_token(token):
             # Some other text (a kubeconfig, a sentence): it cannot go into a bearer header, and
             # it is the Secret that needs fixing, like a missing key. Its text stays out of here.
             raise TokenSecretError(
@@ -144,20 +236,26 @@ class Kube:
             )
         return token
 
-    async def create_secret(self, *, namespace: str, manifest: Mapping[str, object]) -> None:
+    async def create_secret(self, *, namespace: str, manifest: Mapping[str, object]) -> str:
+        """Create the Secret; return its resourceVersion."""
         name = _name_of(manifest)
         with _calling(f"creating Secret {namespace}/{name}"):
-            await self._core.create_namespaced_secret(
+            created = await self._core.create_namespaced_secret(
                 namespace, _secret(manifest), field_manager=COMPONENT
             )
+        self._wrote("Secret")
+        return _version_of(created)
 
-    async def replace_secret(self, *, namespace: str, manifest: Mapping[str, object]) -> None:
-        """PUT with the manifest's resourceVersion: a concurrent change makes it a conflict."""
+    async def replace_secret(self, *, namespace: str, manifest: Mapping[str, object]) -> str:
+        """PUT with the manifest's resourceVersion (a concurrent change makes it a conflict);
+        return the new resourceVersion."""
         name = _name_of(manifest)
         with _calling(f"replacing Secret {namespace}/{name}"):
-            await self._core.replace_namespaced_secret(
+            replaced = await self._core.replace_namespaced_secret(
                 name, namespace, _secret(manifest), field_manager=COMPONENT
             )
+        self._wrote("Secret")
+        return _version_of(replaced)
 
     async def delete_secret(self, *, namespace: str, name: str, uid: str | None = None) -> None:
         """Delete, only if it is still the object ``uid`` names; absence is not an error."""
@@ -165,6 +263,7 @@ class Kube:
         body = client.V1DeleteOptions(preconditions=preconditions)
         with contextlib.suppress(NotFoundError), _calling(f"deleting Secret {namespace}/{name}"):
             await self._core.delete_namespaced_secret(name, namespace, body=body)
+            self._wrote("Secret")
 
     async def patch_status(
         self, *, namespace: str, name: str, patch: Mapping[str, object]
@@ -180,32 +279,32 @@ class Kube:
                 {"status": dict(patch)},
                 _content_type=_MERGE_PATCH,
             )
+        self._wrote("Status")
         result: dict[str, Any] = patched  # type: ignore[assignment]
         return result
 
     async def emit_event(
         self,
         *,
-        involved: Mapping[str, Any],
+        involved: Involved,
         type_: str,
         reason: str,
         message: str,
         now: datetime.datetime,
     ) -> None:
-        """Record a core/v1 Event about ``involved`` (a DOClusterAccess body)."""
-        metadata = involved["metadata"]
-        namespace: str = metadata["namespace"]
+        """Record a core/v1 Event about ``involved``."""
+        namespace = involved.namespace
         event = client.CoreV1Event(
             metadata=client.V1ObjectMeta(
-                name=f"{metadata['name']}.{uuid.uuid4().hex[:16]}", namespace=namespace
+                name=f"{involved.name}.{uuid.uuid4().hex[:16]}", namespace=namespace
             ),
             involved_object=client.V1ObjectReference(
                 api_version=f"{GROUP}/{VERSION}",
                 kind=KIND,
-                name=metadata["name"],
+                name=involved.name,
                 namespace=namespace,
-                uid=metadata.get("uid"),
-                resource_version=metadata.get("resourceVersion"),
+                uid=involved.uid,
+                resource_version=involved.resource_version,
             ),
             type=type_,
             reason=reason,
@@ -219,6 +318,51 @@ class Kube:
         )
         with _calling(f"recording an event in {namespace}"):
             await self._core.create_namespaced_event(namespace, event)
+        self._wrote("Event")
+
+    async def check_access(self, *, namespaces: tuple[str, ...]) -> None:
+        """Prove at start-up that the CRD exists and DOClusterAccess objects can be listed where
+        the operator works (every namespace when ``namespaces`` is empty).
+
+        :class:`StartupError` for what waiting cannot fix (401, 403, 404); an API server that
+        does not answer is given :data:`PREFLIGHT_PATIENCE` seconds.
+        """
+        for namespace in namespaces or (None,):
+            await self._check_listing(namespace)
+
+    async def _check_listing(self, namespace: str | None) -> None:
+        where = f"in namespace {namespace}" if namespace else "in all namespaces"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PREFLIGHT_PATIENCE
+        while True:
+            try:
+                with _calling(f"listing {PLURAL}.{GROUP} {where}"):
+                    if namespace is None:
+                        await self._custom.list_cluster_custom_object(
+                            GROUP, VERSION, PLURAL, limit=1
+                        )
+                    else:
+                        await self._custom.list_namespaced_custom_object(
+                            GROUP, VERSION, namespace, PLURAL, limit=1
+                        )
+            except KubeError as exc:
+                if exc.status == 404:
+                    raise StartupError(
+                        f"the {KIND} CRD ({PLURAL}.{GROUP}) is not installed: apply crds/ first"
+                    ) from None
+                if exc.status in (401, 403):
+                    raise StartupError(
+                        f"{exc}: the operator's credentials are refused, or lack RBAC rights"
+                    ) from None
+                if loop.time() >= deadline:
+                    raise StartupError(f"{exc}: the API server did not answer in time") from None
+            else:
+                return
+            await asyncio.sleep(1.0)
+
+    def _wrote(self, kind: str) -> None:
+        if self._on_write is not None:
+            self._on_write(kind)
 
 
 def _secret(manifest: Mapping[str, object]) -> client.V1Secret:
@@ -226,6 +370,10 @@ def _secret(manifest: Mapping[str, object]) -> client.V1Secret:
     if secret is None:  # pragma: no cover - from_dict only returns None for None
         raise KubeError("an empty Secret manifest")
     return secret
+
+
+def _version_of(secret: client.V1Secret) -> str:
+    return str(secret.metadata.resource_version if secret.metadata else "")
 
 
 def _name_of(manifest: Mapping[str, object]) -> str:

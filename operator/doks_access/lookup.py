@@ -8,8 +8,17 @@ errors that need a human: guessing would hand out a credential for the wrong clu
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
-from doks_access.digitalocean import Cluster
+
+class Cluster(Protocol):
+    """What a cluster listing says about each cluster (``digitalocean.Cluster`` has it)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
 
 
 class ClusterNameError(Exception):

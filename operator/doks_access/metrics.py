@@ -15,10 +15,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+from collections.abc import Iterable, Mapping, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from doks_access import endpoints
 
@@ -26,7 +29,7 @@ OBJECT_LABELS = ("namespace", "name", "cluster_id")
 READY_VALUES = ("True", "False", "Unknown")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ObjectState:
     """What the metrics say about one DOClusterAccess after a reconciliation."""
 
@@ -37,36 +40,31 @@ class ObjectState:
     failures: int
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Series:
+    """One object's per-object series, as plain numbers (a few dozen bytes per object)."""
+
+    cluster_id: str
+    expires_at: float | None
+    renewal_time: float | None
+    ready: str
+    failures: int
+    expired: bool
+
+
 class Metrics:
-    """The operator's metrics in one registry; methods are cheap and never block."""
+    """The operator's metrics in one registry; methods are cheap and never block.
+
+    The per-object series are rendered at scrape time from one small record per object rather
+    than kept as Prometheus children (six per object, each with its own lock): with thousands of
+    objects that was a good part of the operator's memory.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.expiration = Gauge(
-            "doks_access_credential_expiration_timestamp_seconds",
-            "When the credential in the object's Secret expires (Unix time).",
-            OBJECT_LABELS,
-            registry=r,
-        )
-        self.renewal = Gauge(
-            "doks_access_credential_renewal_timestamp_seconds",
-            "When the next fetch for the object is planned (Unix time).",
-            OBJECT_LABELS,
-            registry=r,
-        )
-        self.ready = Gauge(
-            "doks_access_ready",
-            "1 for the current status of the object's Ready condition, else 0.",
-            (*OBJECT_LABELS, "status"),
-            registry=r,
-        )
-        self.failures = Gauge(
-            "doks_access_consecutive_failures",
-            "Failed fetches for the object since its last success.",
-            OBJECT_LABELS,
-            registry=r,
-        )
+        self._objects: dict[tuple[str, str], _Series] = {}
+        r.register(_PerObject(self._objects))
         self.renewals = Counter(
             "doks_access_renewals",
             "Fetch attempts by result: success, or the failure's reason.",
@@ -97,41 +95,23 @@ class Metrics:
             ("kind",),
             registry=r,
         )
-        self.managed = Gauge(
-            "doks_access_managed_objects", "DOClusterAccess objects being kept.", registry=r
-        )
-        self.expired = Gauge(
-            "doks_access_expired_objects",
-            "DOClusterAccess objects whose credential has expired.",
-            registry=r,
-        )
-        self._objects: dict[tuple[str, str], tuple[str, bool]] = {}  # key → (cluster_id, expired)
 
     def observe_object(
         self, *, namespace: str, name: str, state: ObjectState, now: datetime.datetime
     ) -> None:
-        key = (namespace, name)
-        previous = self._objects.get(key)
-        if previous is not None and previous[0] != state.cluster_id:
-            self._remove_series(namespace, name, previous[0])
-        labels = (namespace, name, state.cluster_id)
-        if state.expires_at is not None:
-            self.expiration.labels(*labels).set(state.expires_at.timestamp())
-        if state.renewal_time is not None:
-            self.renewal.labels(*labels).set(state.renewal_time.timestamp())
-        for value in READY_VALUES:
-            self.ready.labels(*labels, value).set(1 if value == state.ready else 0)
-        self.failures.labels(*labels).set(state.failures)
-        expired = state.expires_at is not None and state.expires_at <= now
-        self._objects[key] = (state.cluster_id, expired)
-        self._count_objects()
+        expires_at = state.expires_at
+        self._objects[(namespace, name)] = _Series(
+            cluster_id=state.cluster_id,
+            expires_at=None if expires_at is None else expires_at.timestamp(),
+            renewal_time=None if state.renewal_time is None else state.renewal_time.timestamp(),
+            ready=state.ready,
+            failures=state.failures,
+            expired=expires_at is not None and expires_at <= now,
+        )
 
     def forget_object(self, *, namespace: str, name: str) -> None:
         """The object is gone (or no longer ours): its series go too."""
-        previous = self._objects.pop((namespace, name), None)
-        if previous is not None:
-            self._remove_series(namespace, name, previous[0])
-        self._count_objects()
+        self._objects.pop((namespace, name), None)
 
     def renewal_result(self, result: str) -> None:
         self.renewals.labels(result).inc()
@@ -152,18 +132,58 @@ class Metrics:
         exposition: bytes = generate_latest(self.registry)
         return exposition
 
-    def _remove_series(self, namespace: str, name: str, cluster_id: str) -> None:
-        labels = (namespace, name, cluster_id)
-        for gauge in (self.expiration, self.renewal, self.failures):
-            with contextlib.suppress(KeyError):
-                gauge.remove(*labels)
-        for value in READY_VALUES:
-            with contextlib.suppress(KeyError):
-                self.ready.remove(*labels, value)
 
-    def _count_objects(self) -> None:
-        self.managed.set(len(self._objects))
-        self.expired.set(sum(1 for _, expired in self._objects.values() if expired))
+class _PerObject(Collector):
+    """The per-object gauges and the object counts, from the records at scrape time."""
+
+    def __init__(self, objects: Mapping[tuple[str, str], _Series]) -> None:
+        self._objects = objects
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(list(self._objects.items()))
+
+    def _families(self, objects: Sequence[tuple[tuple[str, str], _Series]] = ()) -> list[Metric]:
+        expiration = GaugeMetricFamily(
+            "doks_access_credential_expiration_timestamp_seconds",
+            "When the credential in the object's Secret expires (Unix time).",
+            labels=OBJECT_LABELS,
+        )
+        renewal = GaugeMetricFamily(
+            "doks_access_credential_renewal_timestamp_seconds",
+            "When the next fetch for the object is planned (Unix time).",
+            labels=OBJECT_LABELS,
+        )
+        ready = GaugeMetricFamily(
+            "doks_access_ready",
+            "1 for the current status of the object's Ready condition, else 0.",
+            labels=(*OBJECT_LABELS, "status"),
+        )
+        failures = GaugeMetricFamily(
+            "doks_access_consecutive_failures",
+            "Failed fetches for the object since its last success.",
+            labels=OBJECT_LABELS,
+        )
+        for (namespace, name), series in objects:
+            labels = [namespace, name, series.cluster_id]
+            if series.expires_at is not None:
+                expiration.add_metric(labels, series.expires_at)
+            if series.renewal_time is not None:
+                renewal.add_metric(labels, series.renewal_time)
+            for value in READY_VALUES:
+                ready.add_metric([*labels, value], 1 if value == series.ready else 0)
+            failures.add_metric(labels, series.failures)
+        managed = GaugeMetricFamily(
+            "doks_access_managed_objects", "DOClusterAccess objects being kept.", value=len(objects)
+        )
+        expired = GaugeMetricFamily(
+            "doks_access_expired_objects",
+            "DOClusterAccess objects whose credential has expired.",
+            value=sum(1 for _, series in objects if series.expired),
+        )
+        return [expiration, renewal, ready, failures, managed, expired]
 
 
 def serving(metrics: Metrics, endpoint: str) -> contextlib.AbstractAsyncContextManager[None]:

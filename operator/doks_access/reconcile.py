@@ -1,12 +1,15 @@
-"""One reconciliation of one DOClusterAccess: plan → fetch → validate → render → write → status.
+"""One reconciliation of one DOClusterAccess: read → plan → fetch → write → publish.
 
-This is the operator's behaviour (DESIGN 4) with its I/O injected: a :class:`~doks_access.kube.Kube`
-for the Kubernetes API and a :class:`~doks_access.digitalocean.DigitalOceanClient`. No Kopf here:
-the handlers call :func:`reconcile` from a per-object daemon and sleep until the time it returns.
+The orchestration of DESIGN 4, reading top to bottom; each step is a small part elsewhere:
+the plan is ``scheduling`` (pure), what a failure changes is ``failures`` (pure), the Secret is
+rendered by ``rendering`` (pure) and written by ``secrets``, and the status, events and metrics
+are rendered from one typed :class:`~doks_access.status.Report` and written by ``publishing``.
+I/O goes through the :class:`~doks_access.dependencies.Dependencies` built once at start-up. No
+Kopf here: the dispatcher calls :func:`reconcile` when an object is due or woken.
 
-What a failure changes is decided here, in one place: transient DigitalOcean errors back off with
-jitter and leave a still-valid Secret untouched; 401/404, a missing token Secret, an invalid spec
-and a Secret conflict stall the object (retried slowly, or at once when its spec changes).
+Every failure this module expects is mapped to a :class:`~doks_access.failures.FailureReason` in
+one place (:func:`_failure_of`); a Kubernetes API error (the apiserver restarting, a write racing
+another) propagates, and the caller looks again shortly.
 """
 
 from __future__ import annotations
@@ -14,299 +17,267 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from doks_access import (
-    conditions,
     digitalocean,
+    failures,
     kube,
     logs,
     lookup,
-    metrics,
+    publishing,
     rendering,
     scheduling,
+    secrets,
     spec,
     verify,
 )
-from doks_access.bookkeeping import REFRESH_REQUESTED_AT
+from doks_access.bookkeeping import ObservedSecret
+from doks_access.conditions import StalledReason
+from doks_access.dependencies import Dependencies
 from doks_access.kubeconfig import Credential
+from doks_access.objects import AccessObject
+from doks_access.status import Held, Issued, Report
+
+__all__ = ["Memory", "Outcome", "reconcile"]
 
 logger = logging.getLogger(__name__)
 
-# How often a missing or refused token's Secret is looked at again (a GET, no DigitalOcean call).
-TOKEN_POLL = datetime.timedelta(seconds=5)
+# What a fetch can fail with, short of a bug; _failure_of maps each to a reason.
+_FETCH_ERRORS = (
+    kube.TokenSecretError,
+    lookup.ClusterNameError,
+    digitalocean.DigitalOceanError,
+    verify.VerificationError,
+)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Memory:
-    """What one object's daemon remembers between reconciliations (lost on restart, on purpose:
-    a restarted operator retries a failing object once, then backs off again)."""
+    """What the operator remembers of one object between reconciliations.
 
-    failures: int = 0
-    retry_at: datetime.datetime | None = None
-    last_failure_time: datetime.datetime | None = None
-    last_failure_reason: str | None = None
-    generation: int | None = None
-    # The failure's conditions (Reconciling or Stalled and a message), shown until the retry.
-    failure: dict[str, Any] = dataclasses.field(default_factory=dict)
-    # While the token is missing or refused: the token Secret's resourceVersion when that was seen,
-    # so that a fixed Secret is tried at once rather than after the slow retry.
-    token_version: str | None = None
-    watching_token: bool = False
+    Lost on restart, on purpose: a restarted operator re-plans from the Secrets, and tries a
+    failing object once before it backs off again.
+    """
+
+    obj: AccessObject  # the newest version known, from the watch or our own status write
+    failures: failures.FailureState = failures.CLEAR
+    generation: int | None = None  # the spec generation ``failures`` are about
     # spec.clusterName resolved: (credential hash of the spec it was resolved for, cluster ID).
     resolved: tuple[str, str] | None = None
-    # The object as our last status write returned it. The body a watch event brings can be older
-    # (the daemon may wake, say for the Secret it just wrote, before the object's own event
-    # arrives); judged against that, the status would be written and its event sent twice.
-    published: Mapping[str, Any] | None = None
-
-    def forget_failures(self) -> None:
-        self.failures, self.retry_at = 0, None
-        self.last_failure_time = self.last_failure_reason = None
-        self.failure = {}
-        self.token_version, self.watching_token = None, False
+    # The target Secret's resourceVersion as last read or written: its watch events are no news.
+    secret_version: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
     """When the object wants attention again (None: only when something about it changes)."""
 
     wake_at: datetime.datetime | None
+    written: Mapping[str, Any] | None = None  # the object as our status PATCH returned it
 
 
-@dataclasses.dataclass(frozen=True)
-class Dependencies:
-    kube: kube.Kube
-    digitalocean: digitalocean.DigitalOceanClient
-    rng: random.Random
-    verifier: Callable[[Credential], Awaitable[str]] = verify.identity_of
-    metrics: metrics.Metrics = dataclasses.field(default_factory=metrics.Metrics)
-
-
-@dataclasses.dataclass
-class _Report:
-    """What this reconciliation found, turned into status and events at the end."""
-
-    situation_kwargs: dict[str, Any]
-    fields: dict[str, Any]
-    wake_at: datetime.datetime | None
-
-
-async def reconcile(
-    body: Mapping[str, Any], *, deps: Dependencies, memory: Memory, now: datetime.datetime
-) -> Outcome:
+async def reconcile(memory: Memory, *, deps: Dependencies, now: datetime.datetime) -> Outcome:
     """Bring one DOClusterAccess's Secret and status up to date; say when to look again."""
-    metadata = body["metadata"]
-    subject = logs.current_object.set(f"{metadata['namespace']}/{metadata['name']}")
+    obj = memory.obj
+    subject = logs.current_object.set(f"{obj.namespace}/{obj.name}")
     try:
-        return await _reconcile(_latest(body, memory.published), deps=deps, memory=memory, now=now)
+        if memory.generation != obj.generation:
+            memory.generation = obj.generation
+            memory.failures = failures.spec_changed(memory.failures)
+        if obj.spec is None:
+            report = Report(
+                generation=obj.generation,
+                secret_name=obj.default_secret_name,
+                failures=memory.failures,
+                stalled=StalledReason.INVALID_SPEC,
+                detail=obj.spec_error,
+            )
+            return Outcome(wake_at=None, written=await _publish(obj, report, deps=deps, now=now))
+        report, wake_at = await _bring_up_to_date(memory, obj, obj.spec, deps=deps, now=now)
+        if report.held is not None:
+            await _remove_previous_secret(obj, report, deps=deps)
+        written = await _publish(obj, report, deps=deps, now=now)
+        return Outcome(wake_at=_earliest(wake_at, report.held, now), written=written)
     finally:
         logs.current_object.reset(subject)
 
 
-async def _reconcile(
-    body: Mapping[str, Any], *, deps: Dependencies, memory: Memory, now: datetime.datetime
-) -> Outcome:
-    metadata = body["metadata"]
-    generation = int(metadata.get("generation") or 0)
-    if memory.generation != generation:
-        memory.generation = generation
-        memory.forget_failures()  # DESIGN 4.5: a spec change resets backoff and retries at once
-    status: Mapping[str, Any] = body.get("status") or {}
-    try:
-        access = spec.parse_spec(body)
-    except spec.InvalidSpecError as exc:
-        report = _Report(
-            situation_kwargs={"stalled": conditions.StalledReason.INVALID_SPEC, "detail": str(exc)},
-            fields={},
-            wake_at=None,
-        )
-        target = status.get("secretName") or f"{metadata['name']}-kubeconfig"
-        await _publish(body, report, deps=deps, memory=memory, now=now, secret_name=target)
-        return Outcome(wake_at=None)
-    report = await _reconcile_spec(body, access, deps=deps, memory=memory, now=now)
-    await _publish(body, report, deps=deps, memory=memory, now=now, secret_name=access.target.name)
-    return Outcome(
-        wake_at=_earliest(report.wake_at, report.situation_kwargs.get("expires_at"), now)
-    )
-
-
-def _earliest(
-    wake_at: datetime.datetime | None, expires_at: datetime.datetime | None, now: datetime.datetime
-) -> datetime.datetime | None:
-    """Wake at expiry too, if that comes first: Ready must turn False the moment it runs out."""
-    if expires_at is None or expires_at <= now:
-        return wake_at
-    return expires_at if wake_at is None else min(wake_at, expires_at)
-
-
-async def _reconcile_spec(
-    body: Mapping[str, Any],
+async def _bring_up_to_date(
+    memory: Memory,
+    obj: AccessObject,
     access: spec.AccessSpec,
     *,
     deps: Dependencies,
-    memory: Memory,
     now: datetime.datetime,
-) -> _Report:
-    metadata = body["metadata"]
-    namespace: str = metadata["namespace"]
-    owner = rendering.Owner(namespace=namespace, name=metadata["name"], uid=metadata["uid"])
-    existing = await deps.kube.read_secret(namespace=namespace, name=access.target.name)
-    claim = rendering.ownership(existing=existing, owner=owner, adopt=access.target.adopt)
-    if claim.is_conflict:
-        return _stalled(conditions.StalledReason.SECRET_CONFLICT, now=now, detail=None)
+) -> tuple[Report, datetime.datetime | None]:
+    """Read the Secret, plan, and fetch if the plan says so: what was found, and when to look
+    again."""
+    owner = rendering.Owner(namespace=obj.namespace, name=obj.name, uid=obj.uid)
+    existing = await deps.kube.read_secret(namespace=obj.namespace, name=access.target.name)
+    memory.secret_version = _version_of(existing)
+    base = Report(
+        generation=obj.generation, secret_name=access.target.name, failures=memory.failures
+    )
+    if rendering.ownership(existing=existing, owner=owner, adopt=access.target.adopt).is_conflict:
+        report = dataclasses.replace(base, stalled=StalledReason.SECRET_CONFLICT)
+        return report, now + scheduling.STALLED_RETRY
     observed = rendering.observe_secret(existing, owner=owner)
     current = observed if observed and observed.spec_hash == access.credential_hash() else None
-    refresh_request = (metadata.get("annotations") or {}).get(REFRESH_REQUESTED_AT)
-    if memory.watching_token and memory.retry_at is not None:
-        version = await deps.kube.secret_version(namespace=namespace, name=access.token_secret.name)
-        if version != memory.token_version:
-            logger.info("the token Secret changed; retrying now")
-            memory.retry_at = None
+    await _notice_token_change(memory, obj, access, deps=deps)
     plan = scheduling.next_action(
         now=now,
         spec=access,
         observed=observed,
-        last_secret_name=(body.get("status") or {}).get("secretName"),
-        refresh_request=refresh_request,
+        last_secret_name=obj.status.secret_name,
+        refresh_request=obj.refresh_request,
         jitter_fraction=_jitter(owner, observed),
-        retry_at=memory.retry_at,
     )
-    if isinstance(plan, scheduling.Suspended):
-        return _holding(current, suspended=True, wake_at=None, memory=memory)
-    if isinstance(plan, scheduling.WaitUntil):
-        logger.debug("nothing to fetch until %s", plan.time)
-        if existing is not None and current is not None:
-            await _write(
-                deps,
-                namespace,
-                existing,
-                rendering.reapply_metadata(existing, spec=access, owner=owner),
-            )
-        report = _holding(current, suspended=False, wake_at=plan.time, memory=memory)
-        if memory.retry_at is not None and plan.time == memory.retry_at:
-            report.situation_kwargs.update(memory.failure)  # still failing: say so until the retry
-            report.fields["renewal_time"] = plan.time
-            if memory.watching_token:
-                report.wake_at = min(plan.time, now + TOKEN_POLL)
-        elif current is not None:
-            report.fields["renewal_time"] = plan.time
-        return report
-    logger.info("fetching a credential (%s)", plan.reason.value)
-    report = await _fetch_and_write(
-        access,
-        owner=owner,
-        existing=existing,
-        current=current,
-        refresh_request=refresh_request,
-        deps=deps,
-        memory=memory,
-        now=now,
-    )
-    deps.metrics.renewal_result(
-        "success" if memory.failures == 0 else memory.last_failure_reason or "Unknown"
-    )
-    return report
-
-
-async def _fetch_and_write(
-    access: spec.AccessSpec,
-    *,
-    owner: rendering.Owner,
-    existing: Mapping[str, Any] | None,
-    current: scheduling.ObservedSecret | None,
-    refresh_request: str | None,
-    deps: Dependencies,
-    memory: Memory,
-    now: datetime.datetime,
-) -> _Report:
+    gated = failures.postpone(plan, memory.failures, now=now)
+    base = dataclasses.replace(base, held=_held(current), failures=memory.failures)
+    if isinstance(gated, scheduling.Suspended):
+        return dataclasses.replace(base, suspended=True), None
+    if isinstance(gated, scheduling.WaitUntil):
+        logger.debug("nothing to fetch until %s", gated.time)
+        if existing is not None and current is not None:  # labels or annotations may have changed
+            desired = rendering.reapply_metadata(existing, spec=access, owner=owner)
+            await _write_secret(memory, obj, existing, desired, deps=deps)
+        if gated is plan:
+            return dataclasses.replace(base, renewal_time=gated.time), gated.time
+        # Waiting for the retry of a failure: it is still the situation.
+        report = dataclasses.replace(base, renewal_time=gated.time, failing=True)
+        return report, failures.next_look(memory.failures, wait_until=gated.time, now=now)
+    logger.info("fetching a credential (%s)", gated.reason.value)
     try:
-        token = await deps.kube.read_token(
-            namespace=owner.namespace,
-            name=access.token_secret.name,
-            key=access.token_secret.key,
-        )
-    except kube.TokenSecretError as exc:
-        reason = conditions.StalledReason.TOKEN_SECRET_MISSING
-        report = _failed_permanently(reason, str(exc), current, memory, now)
-        return await _watch_token(report, access, owner=owner, deps=deps, memory=memory, now=now)
-    try:
-        cluster_id = await _cluster_id(
-            access, token=token, current=current, deps=deps, memory=memory
-        )
-        credential = await deps.digitalocean.fetch_kubeconfig(
-            token=token, cluster_id=cluster_id, expiry_seconds=access.expiry_seconds
-        )
-    except lookup.ClusterNameError as exc:
-        reason = (
-            conditions.StalledReason.AMBIGUOUS_CLUSTER_NAME
-            if exc.ambiguous
-            else conditions.StalledReason.CLUSTER_NOT_FOUND
-        )
-        return _failed_permanently(reason, str(exc), current, memory, now)
-    except digitalocean.DigitalOceanError as exc:
-        report = _failed_fetch(exc, current=current, deps=deps, memory=memory, now=now)
-        if isinstance(exc, digitalocean.UnauthorizedError):
-            return await _watch_token(
-                report, access, owner=owner, deps=deps, memory=memory, now=now
-            )
-        return report
-    identity = None
-    if access.verify:
-        try:
-            identity = await deps.verifier(credential)
-        except verify.VerificationError as exc:
-            invalid = digitalocean.InvalidResponseError(str(exc))
-            return _failed_fetch(invalid, current=current, deps=deps, memory=memory, now=now)
+        credential, cluster_id, identity = await _new_credential(memory, obj, access, current, deps)
+    except _FETCH_ERRORS as exc:
+        return await _failed(memory, obj, access, _failure_of(exc), base, current, deps, now)
     desired = rendering.render_secret(
         credential=credential,
         spec=access,
         owner=owner,
         cluster_id=cluster_id,
-        refresh_request=refresh_request,
+        refresh_request=obj.refresh_request,
     )
-    await _write(deps, owner.namespace, existing, desired)
-    memory.forget_failures()
+    await _write_secret(memory, obj, existing, desired, deps=deps)
+    memory.failures = failures.succeeded(memory.failures)
+    deps.metrics.renewal_result("success")
     logger.info("wrote a credential valid until %s", credential.expires_at)
-    report = _issued(credential, access=access, owner=owner, cluster_id=cluster_id)
-    report.fields["identity"] = identity
-    if access.cluster_name is not None:
-        report.fields["cluster_name"] = access.cluster_name
-    return report
+    return _issued(base, credential, access, owner, cluster_id=cluster_id, identity=identity)
 
 
-async def _watch_token(
-    report: _Report,
-    access: spec.AccessSpec,
-    *,
-    owner: rendering.Owner,
-    deps: Dependencies,
+async def _new_credential(
     memory: Memory,
-    now: datetime.datetime,
-) -> _Report:
-    """Look at the token Secret every few seconds (one GET, no DigitalOcean call) until it changes.
-
-    The operator never watches Secrets it does not own (DESIGN 4.8), so polling this one Secret by
-    name is how a fixed or newly created token is noticed without waiting for the slow retry.
-    """
-    memory.watching_token = True
-    memory.token_version = await deps.kube.secret_version(
-        namespace=owner.namespace, name=access.token_secret.name
+    obj: AccessObject,
+    access: spec.AccessSpec,
+    current: ObservedSecret | None,
+    deps: Dependencies,
+) -> tuple[Credential, str, str | None]:
+    """Fetch (and, with ``spec.verify``, prove) a credential: it, its cluster ID and identity."""
+    token_ref = access.token_secret
+    token = await deps.kube.read_token(
+        namespace=obj.namespace, name=token_ref.name, key=token_ref.key
     )
-    if report.wake_at is not None:
-        report.wake_at = min(report.wake_at, now + TOKEN_POLL)
-    return report
+    cluster_id = await _cluster_id(memory, access, token=token, current=current, deps=deps)
+    credential = await deps.digitalocean.fetch_kubeconfig(
+        token=token, cluster_id=cluster_id, expiry_seconds=access.expiry_seconds
+    )
+    identity = await deps.verifier(credential) if access.verify else None
+    return credential, cluster_id, identity
+
+
+async def _failed(
+    memory: Memory,
+    obj: AccessObject,
+    access: spec.AccessSpec,
+    failure: failures.Failure,
+    base: Report,
+    current: ObservedSecret | None,
+    deps: Dependencies,
+    now: datetime.datetime,
+) -> tuple[Report, datetime.datetime]:
+    """Record the failure (the old Secret stays as it is) and plan the retry."""
+    token_version = None
+    if failure.reason.concerns_the_token:
+        # Looked at again every few seconds (failures.TOKEN_POLL): the operator never watches
+        # Secrets it does not own (DESIGN 4.8), so polling this one by name is how a fixed or
+        # newly created token is noticed without waiting for the slow retry.
+        token_version = await deps.kube.secret_version(
+            namespace=obj.namespace, name=access.token_secret.name
+        )
+    memory.failures = failures.failed(
+        memory.failures,
+        failure,
+        now=now,
+        expires_at=current.expires_at if current else None,
+        jitter_fraction=deps.rng.random(),
+        token_version=token_version,
+    )
+    deps.metrics.renewal_result(failure.reason.value)
+    retry_at = memory.failures.retry_at or now
+    if failure.reason.stalled is not None:
+        logger.warning(
+            "fetching a credential needs attention (%s): %s", failure.reason, failure.detail
+        )
+    else:
+        logger.warning(
+            "fetching a credential failed (%s); retrying in %s", failure.detail, retry_at - now
+        )
+    report = dataclasses.replace(
+        base, failures=memory.failures, renewal_time=retry_at, failing=True
+    )
+    return report, failures.next_look(memory.failures, wait_until=retry_at, now=now)
+
+
+def _failure_of(exc: Exception) -> failures.Failure:
+    """The reason a fetch failed, from what it raised: the one place errors become reasons."""
+    reason = failures.FailureReason.INVALID_RESPONSE
+    retry_after = None
+    if isinstance(exc, kube.TokenSecretError):
+        reason = failures.FailureReason.TOKEN_SECRET_MISSING
+    elif isinstance(exc, lookup.ClusterNameError):
+        reason = (
+            failures.FailureReason.AMBIGUOUS_CLUSTER_NAME
+            if exc.ambiguous
+            else failures.FailureReason.CLUSTER_NOT_FOUND
+        )
+    elif isinstance(exc, digitalocean.UnauthorizedError):
+        reason = failures.FailureReason.UNAUTHORIZED
+    elif isinstance(exc, digitalocean.NotFoundError):
+        reason = failures.FailureReason.CLUSTER_NOT_FOUND
+    elif isinstance(exc, digitalocean.RateLimitedError):
+        reason = failures.FailureReason.RATE_LIMITED
+        retry_after = datetime.timedelta(seconds=exc.retry_after)
+    elif isinstance(exc, digitalocean.ServerError):
+        reason = failures.FailureReason.SERVER
+    elif isinstance(exc, digitalocean.TransportError):
+        reason = failures.FailureReason.TRANSPORT
+    # InvalidResponseError and a failed verification (verify.VerificationError) keep the default:
+    # an answer that cannot be used, the old Secret kept (DESIGN 4.6).
+    return failures.Failure(reason=reason, detail=str(exc), retry_after=retry_after)
+
+
+async def _notice_token_change(
+    memory: Memory, obj: AccessObject, access: spec.AccessSpec, *, deps: Dependencies
+) -> None:
+    """While a token failure waits for its retry, a changed token Secret is tried at once."""
+    if not memory.failures.watching_token or memory.failures.retry_at is None:
+        return
+    version = await deps.kube.secret_version(namespace=obj.namespace, name=access.token_secret.name)
+    changed = failures.token_changed(memory.failures, version=version)
+    if changed is not memory.failures:
+        logger.info("the token Secret changed; retrying now")
+        memory.failures = changed
 
 
 async def _cluster_id(
+    memory: Memory,
     access: spec.AccessSpec,
     *,
     token: str,
-    current: scheduling.ObservedSecret | None,
+    current: ObservedSecret | None,
     deps: Dependencies,
-    memory: Memory,
 ) -> str:
     """The cluster to fetch for: the spec's ID, or the ID its name was resolved to.
 
@@ -315,266 +286,101 @@ async def _cluster_id(
     """
     if access.cluster_id is not None:
         return access.cluster_id
-    name = access.cluster_name or ""
     key = access.credential_hash()
     if memory.resolved is not None and memory.resolved[0] == key:
         return memory.resolved[1]
     if current is not None:
         resolved = current.cluster_id
     else:
-        resolved = lookup.cluster_id_for(name, await deps.digitalocean.list_clusters(token=token))
+        clusters = await deps.digitalocean.list_clusters(token=token)
+        resolved = lookup.cluster_id_for(access.cluster_name or "", clusters)
     memory.resolved = (key, resolved)
     return resolved
 
 
 def _issued(
-    credential: Credential, *, access: spec.AccessSpec, owner: rendering.Owner, cluster_id: str
-) -> _Report:
+    base: Report,
+    credential: Credential,
+    access: spec.AccessSpec,
+    owner: rendering.Owner,
+    *,
+    cluster_id: str,
+    identity: str | None,
+) -> tuple[Report, datetime.datetime]:
     # Plan from the times as the Secret records them (whole seconds), so that re-planning from
     # the Secret later, or after a restart, gives exactly this renewal time and no status change.
-    issued_at = _as_recorded(credential.issued_at)
-    expires_at = _as_recorded(credential.expires_at)
+    issued_at = credential.issued_at.replace(microsecond=0)
+    expires_at = credential.expires_at.replace(microsecond=0)
     renewal = scheduling.renewal_time(
         issued_at=issued_at,
         expires_at=expires_at,
         renew_before=access.renew_before,
         jitter_fraction=_jitter_for(owner, issued_at),
     )
-    return _Report(
-        situation_kwargs={"expires_at": expires_at},
-        fields={
-            "cluster_id": cluster_id,
-            "server": credential.server,
-            "issued_at": issued_at,
-            "expires_at": expires_at,
-            "renewal_time": renewal,
-        },
-        wake_at=renewal,
+    report = dataclasses.replace(
+        base,
+        held=Held(cluster_id=cluster_id, issued_at=issued_at, expires_at=expires_at),
+        renewal_time=renewal,
+        failures=failures.CLEAR,
+        issued=Issued(
+            server=credential.server, cluster_name=access.cluster_name, identity=identity
+        ),
     )
+    return report, renewal
 
 
-def _as_recorded(moment: datetime.datetime) -> datetime.datetime:
-    return moment.replace(microsecond=0)
-
-
-def _failed_fetch(
-    exc: digitalocean.DigitalOceanError,
-    *,
-    current: scheduling.ObservedSecret | None,
-    deps: Dependencies,
+async def _write_secret(
     memory: Memory,
-    now: datetime.datetime,
-) -> _Report:
-    if isinstance(exc, digitalocean.UnauthorizedError):
-        reason = conditions.StalledReason.UNAUTHORIZED
-        return _failed_permanently(reason, str(exc), current, memory, now)
-    if isinstance(exc, digitalocean.NotFoundError):
-        reason = conditions.StalledReason.CLUSTER_NOT_FOUND
-        return _failed_permanently(reason, str(exc), current, memory, now)
-    memory.failures += 1
-    memory.last_failure_time = now
-    if isinstance(exc, digitalocean.RateLimitedError):
-        memory.last_failure_reason = "RateLimited"
-        wait = datetime.timedelta(seconds=exc.retry_after)
-        reconciling = conditions.ReconcilingReason.RATE_LIMITED
-    else:
-        memory.last_failure_reason = type(exc).__name__.removesuffix("Error")
-        wait = scheduling.failure_backoff(
-            failures=memory.failures,
-            now=now,
-            expires_at=current.expires_at if current else None,
-            jitter_fraction=deps.rng.random(),
-        )
-        reconciling = conditions.ReconcilingReason.RETRYING_AFTER_ERROR
-    memory.retry_at = now + max(wait, datetime.timedelta(milliseconds=100))
-    logger.warning("fetching a credential failed (%s); retrying in %s", exc, wait)
-    report = _holding(current, suspended=False, wake_at=memory.retry_at, memory=memory)
-    memory.failure = {"reconciling": reconciling, "detail": str(exc)}
-    report.situation_kwargs.update(memory.failure)
-    report.fields["renewal_time"] = memory.retry_at
-    return report
-
-
-def _failed_permanently(
-    reason: conditions.StalledReason,
-    detail: str,
-    current: scheduling.ObservedSecret | None,
-    memory: Memory,
-    now: datetime.datetime,
-) -> _Report:
-    memory.failures += 1
-    memory.last_failure_time = now
-    memory.last_failure_reason = reason.value
-    memory.retry_at = now + scheduling.STALLED_RETRY
-    logger.warning("fetching a credential needs attention (%s): %s", reason.value, detail)
-    report = _holding(current, suspended=False, wake_at=memory.retry_at, memory=memory)
-    memory.failure = {"stalled": reason, "detail": detail}
-    report.situation_kwargs.update(memory.failure)
-    report.fields["renewal_time"] = memory.retry_at
-    return report
-
-
-def _stalled(
-    reason: conditions.StalledReason, *, now: datetime.datetime, detail: str | None
-) -> _Report:
-    return _Report(
-        situation_kwargs={"stalled": reason, "detail": detail},
-        fields={},
-        wake_at=now + scheduling.STALLED_RETRY,
-    )
-
-
-def _holding(
-    current: scheduling.ObservedSecret | None,
-    *,
-    suspended: bool,
-    wake_at: datetime.datetime | None,
-    memory: Memory,
-) -> _Report:
-    """A report that keeps what the Secret already holds (no fetch happened or it failed)."""
-    fields: dict[str, Any] = {}
-    if current is not None:
-        fields = {
-            "cluster_id": current.cluster_id,
-            "issued_at": current.issued_at,
-            "expires_at": current.expires_at,
-        }
-    expires_at = current.expires_at if current else None
-    return _Report(
-        situation_kwargs={"expires_at": expires_at, "suspended": suspended},
-        fields=fields,
-        wake_at=wake_at,
-    )
-
-
-async def _write(
-    deps: Dependencies,
-    namespace: str,
+    obj: AccessObject,
     existing: Mapping[str, Any] | None,
     desired: rendering.SecretManifest,
+    *,
+    deps: Dependencies,
 ) -> None:
-    write = rendering.write_for(existing, desired)
-    if write.action is rendering.WriteAction.UNCHANGED:
-        return
-    if write.action is rendering.WriteAction.CREATE:
-        await deps.kube.create_secret(namespace=namespace, manifest=write.manifest)
-    elif write.action is rendering.WriteAction.REPLACE:
-        await deps.kube.replace_secret(namespace=namespace, manifest=write.manifest)
-    else:  # RECREATE: the type of a Secret cannot change in place
-        uid = (existing or {}).get("metadata", {}).get("uid")
-        await deps.kube.delete_secret(
-            namespace=namespace, name=desired["metadata"]["name"], uid=uid
+    version = await secrets.write(
+        deps.kube, namespace=obj.namespace, existing=existing, desired=desired
+    )
+    if version is not None:
+        memory.secret_version = version
+
+
+async def _remove_previous_secret(obj: AccessObject, report: Report, *, deps: Dependencies) -> None:
+    """The target was renamed and the new Secret holds a credential: the old one goes, if ours."""
+    previous = obj.status.secret_name
+    if previous and previous != report.secret_name:
+        await secrets.delete_if_owned(
+            deps.kube, namespace=obj.namespace, name=previous, owner_name=obj.name
         )
-        deps.metrics.kubernetes_write("Secret")
-        await deps.kube.create_secret(namespace=namespace, manifest=write.manifest)
-    deps.metrics.kubernetes_write("Secret")
 
 
 async def _publish(
-    body: Mapping[str, Any],
-    report: _Report,
-    *,
-    deps: Dependencies,
-    memory: Memory,
-    now: datetime.datetime,
-    secret_name: str,
-) -> None:
-    metadata = body["metadata"]
-    namespace, name = metadata["namespace"], metadata["name"]
-    previous: Mapping[str, Any] = body.get("status") or {}
-    situation = conditions.Situation(
-        generation=int(metadata.get("generation") or 0),
-        secret_name=secret_name,
-        **report.situation_kwargs,
+    obj: AccessObject, report: Report, *, deps: Dependencies, now: datetime.datetime
+) -> Mapping[str, Any] | None:
+    return await publishing.publish(obj, report, api=deps.kube, collected=deps.metrics, now=now)
+
+
+def _held(current: ObservedSecret | None) -> Held | None:
+    if current is None:
+        return None
+    return Held(
+        cluster_id=current.cluster_id, issued_at=current.issued_at, expires_at=current.expires_at
     )
-    fields = {
-        "cluster_id": previous.get("clusterID"),
-        "cluster_name": previous.get("clusterName"),
-        "server": previous.get("server"),
-        "identity": previous.get("identity"),
-        **report.fields,
-    }
-    holds = report.situation_kwargs.get("expires_at") is not None
-    current = conditions.Status(
-        observed_generation=situation.generation,
-        conditions=conditions.conditions_for(
-            situation=situation, now=now, previous=previous.get("conditions") or ()
-        ),
-        secret_name=secret_name if holds else previous.get("secretName"),
-        failed_attempts=memory.failures,
-        last_failure_time=memory.last_failure_time,
-        last_failure_reason=memory.last_failure_reason,
-        **fields,
-    )
-    old_secret = previous.get("secretName")
-    if holds and old_secret and old_secret != secret_name:
-        await _delete_if_ours(deps, namespace=namespace, name=old_secret, owner_name=name)
-    patch = conditions.status_patch(previous=previous, current=current)
-    if patch is not None:
-        memory.published = _without_managed_fields(
-            await deps.kube.patch_status(namespace=namespace, name=name, patch=patch)
-        )
-        deps.metrics.kubernetes_write("Status")
-    ready = current.condition(conditions.ConditionType.READY)
-    deps.metrics.observe_object(
-        namespace=namespace,
-        name=name,
-        state=metrics.ObjectState(
-            cluster_id=current.cluster_id or "",
-            expires_at=current.expires_at,
-            renewal_time=current.renewal_time,
-            ready="Unknown" if ready is None else str(ready.status),
-            failures=memory.failures,
-        ),
-        now=now,
-    )
-    for event in conditions.events_for(previous=previous, current=current):
-        await deps.kube.emit_event(
-            involved=body,
-            type_=event.type.value,
-            reason=event.reason,
-            message=event.message,
-            now=now,
-        )
-        deps.metrics.kubernetes_write("Event")
 
 
-def _without_managed_fields(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The object without ``metadata.managedFields``: the bulk of it, and nothing we read."""
-    metadata = {k: v for k, v in obj.get("metadata", {}).items() if k != "managedFields"}
-    return {**obj, "metadata": metadata}
+def _earliest(
+    wake_at: datetime.datetime | None, held: Held | None, now: datetime.datetime
+) -> datetime.datetime | None:
+    """Wake at expiry too, if that comes first: Ready must turn False the moment it runs out."""
+    if held is None or held.expires_at <= now:
+        return wake_at
+    return held.expires_at if wake_at is None else min(wake_at, held.expires_at)
 
 
-def _latest(body: Mapping[str, Any], published: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    """The newer of the watched body and the object our last status write returned.
-
-    resourceVersions are compared as numbers, which they are on every etcd-backed API server;
-    should one not be, the watched body wins, as it would without this.
-    """
-    if published is None:
-        return body
-    ours = str(published.get("metadata", {}).get("resourceVersion", ""))
-    theirs = str(body.get("metadata", {}).get("resourceVersion", ""))
-    if ours.isdigit() and theirs.isdigit() and int(ours) > int(theirs):
-        return published
-    return body
+def _version_of(secret: Mapping[str, Any] | None) -> str | None:
+    return None if secret is None else str(secret["metadata"].get("resourceVersion"))
 
 
-async def _delete_if_ours(
-    deps: Dependencies, *, namespace: str, name: str, owner_name: str
-) -> None:
-    secret = await deps.kube.read_secret(namespace=namespace, name=name)
-    owner = rendering.Owner(namespace=namespace, name=owner_name, uid="")
-    if (
-        secret is not None
-        and rendering.ownership(existing=secret, owner=owner, adopt=False)
-        is rendering.Ownership.OURS
-    ):
-        await deps.kube.delete_secret(namespace=namespace, name=name, uid=secret["metadata"]["uid"])
-        deps.metrics.kubernetes_write("Secret")
-
-
-def _jitter(owner: rendering.Owner, observed: scheduling.ObservedSecret | None) -> float:
+def _jitter(owner: rendering.Owner, observed: ObservedSecret | None) -> float:
     return _jitter_for(owner, observed.issued_at) if observed else 0.0
 
 

@@ -33,8 +33,8 @@ from collections.abc import Mapping
 from typing import NotRequired, TypedDict
 
 from doks_access import bookkeeping
+from doks_access.bookkeeping import ObservedSecret
 from doks_access.kubeconfig import AuthKind, Credential
-from doks_access.scheduling import ObservedSecret
 from doks_access.spec import AccessSpec, DeletionPolicy, Format, cluster_api_name
 
 __all__ = [

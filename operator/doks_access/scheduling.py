@@ -12,9 +12,8 @@ Rules beyond the design's text, and why:
   (or, at or past the full lifetime, immediately after every fetch): tokens that cannot be revoked,
   minted in a loop, for no safety gained. With the cap and at most 10 % jitter, a credential is
   always used for at least 45 % of its lifetime.
-- After a failure, a pending retry time (``retry_at``) postpones any fetch until then, whatever its
-  reason, so that nothing (a watch event, a requested refresh) turns backoff into a hot loop. The
-  caller clears ``retry_at`` when the spec or the token Secret changes (DESIGN 4.5).
+- What a pending retry after a failure postpones is the failure state machine's business
+  (``failures.postpone``); the plan here is about the credential alone.
 - Without a valid credential (none yet, or expired) the backoff is capped at 30 s rather than
   5 minutes: every consumer is failing, so the operator must notice DigitalOcean's return within
   seconds (the chaos suite measures it). The quarter-of-what-remains rule would mean retrying every
@@ -29,6 +28,7 @@ import datetime
 import enum
 import hashlib
 
+from doks_access.bookkeeping import ObservedSecret
 from doks_access.spec import AccessSpec
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "UNCOVERED_BACKOFF_CAP",
     "FetchNow",
     "FetchReason",
-    "ObservedSecret",
     "Plan",
     "Suspended",
     "WaitUntil",
@@ -61,17 +60,6 @@ UNCOVERED_BACKOFF_CAP = datetime.timedelta(seconds=30)
 _MAX_BACKOFF_EXPONENT = 32  # 5 s * 2**32 is past any cap, and keeps timedelta from overflowing
 
 
-@dataclasses.dataclass(frozen=True)
-class ObservedSecret:
-    """What a target Secret that is ours, and intact, says about the credential it holds."""
-
-    issued_at: datetime.datetime
-    expires_at: datetime.datetime
-    cluster_id: str
-    spec_hash: str
-    handled_refresh_request: str | None  # the refresh-requested-at value this credential answered
-
-
 class FetchReason(enum.Enum):
     """Why a credential is fetched now; the first that applies, in this order, is reported."""
 
@@ -83,12 +71,12 @@ class FetchReason(enum.Enum):
     DUE = "Due"  # the renewal time has come
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class FetchNow:
     reason: FetchReason
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class WaitUntil:
     time: datetime.datetime
 
@@ -109,18 +97,16 @@ def next_action(
     last_secret_name: str | None,
     refresh_request: str | None,
     jitter_fraction: float,
-    retry_at: datetime.datetime | None = None,
 ) -> Plan:
     """What to do about one DOClusterAccess now (DESIGN 4.3, 4.4).
 
     ``observed`` is None when the target Secret is missing, not ours or drifted.
     ``last_secret_name`` is ``status.secretName``: where this object last wrote a credential (None:
-    never). ``refresh_request`` is the object's refresh-requested-at annotation. ``retry_at`` is
-    when a failed fetch may be tried again (None when the last fetch did not fail).
+    never). ``refresh_request`` is the object's refresh-requested-at annotation.
     """
     if spec.suspend:
         return Suspended()
-    plan = _plan(
+    return _plan(
         now=now,
         spec=spec,
         observed=observed,
@@ -128,9 +114,6 @@ def next_action(
         refresh_request=refresh_request,
         jitter_fraction=jitter_fraction,
     )
-    if isinstance(plan, FetchNow) and retry_at is not None and now < retry_at:
-        return WaitUntil(retry_at)
-    return plan
 
 
 def _plan(

@@ -254,7 +254,15 @@ def _prove_end_to_end(
         assert process.exit_code() is None, f"the operator exited:\n{process.log_tail(60)}"
 
     objects.create_token_secret(api, namespace)
-    objects.apply_access(api, namespace, name, {"clusterID": objects.CLUSTER_ID})
+    # As the daemon-based versions left every object: with their finalizer, which this version
+    # removes (its one use of `patch` on doclusteraccesses).
+    objects.apply_access(
+        api,
+        namespace,
+        name,
+        {"clusterID": objects.CLUSTER_ID},
+        finalizers=[objects.LEGACY_FINALIZER],
+    )
     try:
         objects.wait_for_condition(api, namespace, name, "Ready", "True", None)
     except AssertionError:
@@ -265,8 +273,10 @@ def _prove_end_to_end(
     if witness.PROC.is_dir():  # the token came from a Secret, not a flag or the environment
         process_text = witness.arguments_and_environment(process.pid)
         assert witness.leaked_in(process_text, witness.known_secrets()) == []
-    access = objects.get_access(api, namespace, name)
-    assert f"{GROUP}/daemon" in access["metadata"]["finalizers"]  # Kopf's patch was allowed
+    kube.eventually(
+        lambda: not objects.get_access(api, namespace, name)["metadata"].get("finalizers"),
+        what="the previous version's finalizer to be removed",  # Kopf's patch was allowed
+    )
     fetched = f"[{namespace}/{name}] fetching a credential"
     assert any(fetched in entry for entry in log_entries(process.log_path)), (
         f"this operator did not fetch (did another one?):\n{process.log_tail(60)}"
@@ -289,7 +299,7 @@ def _prove_end_to_end(
     events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
     assert events.items, "no Event was recorded"
 
-    # Deleting the object: the operator stops its daemon and removes its finalizer.
+    # Deleting the object: nothing holds it up.
     custom = client.CustomObjectsApi(api)
     custom.delete_namespaced_custom_object(GROUP, objects.VERSION, namespace, objects.PLURAL, name)
     kube.eventually(

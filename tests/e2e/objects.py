@@ -27,11 +27,25 @@ def create_token_secret(api: client.ApiClient, namespace: str, token: str = DEMO
     )
 
 
-def apply_access(api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> None:
+# The finalizer the daemon-based operator (up to 146d7fb) put on every object.
+LEGACY_FINALIZER = f"{GROUP}/daemon"
+
+
+def apply_access(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    spec: dict[str, Any],
+    *,
+    finalizers: list[str] | None = None,
+) -> None:
+    metadata: dict[str, Any] = {"name": name}
+    if finalizers:
+        metadata["finalizers"] = finalizers
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "DOClusterAccess",
-        "metadata": {"name": name},
+        "metadata": metadata,
         "spec": {"tokenSecretRef": {"name": "digitalocean-api"}, **spec},
     }
     client.CustomObjectsApi(api).create_namespaced_custom_object(

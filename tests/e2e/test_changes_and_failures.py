@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import time
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 
-from doks_access_testkit.emulator import DEMO_TOKEN, Emulator
+from doks_access_testkit.emulator import DEMO_TOKEN, Emulator, Fault
 from tests import kube
 from tests.e2e.objects import (
     CLUSTER_ID,
@@ -22,6 +23,7 @@ from tests.e2e.objects import (
     get_access,
     kubeconfig_of,
     patch_access,
+    request_refresh,
     solo_cluster,
     wait_for_condition,
     whoami,
@@ -218,3 +220,47 @@ def test_verify_records_who_the_new_credential_authenticates_as(
     _ready(api, namespace, "verified", {"verify": True})
 
     assert get_access(api, namespace, "verified")["status"]["identity"] == EMULATOR_USER
+
+
+@pytest.mark.parametrize("damage", ["deleted", "broken"])
+def test_a_secret_lost_while_renewals_are_refused_is_written_again_at_once(
+    api: client.ApiClient, namespace: str, digitalocean: Emulator, damage: str
+) -> None:
+    # Renewals fail and the next try is minutes away (a 401 is retried every five minutes); the
+    # credential in the Secret is still good. Then consumers lose it: that is an outage, tried
+    # at once rather than at the end of the wait.
+    cluster_id = solo_cluster(api, namespace, digitalocean)
+    apply_access(api, namespace, "lost", {"clusterID": cluster_id, "expirySeconds": 3600})
+    wait_for_condition(api, namespace, "lost", "Ready", "True", "Issued")
+    fault = digitalocean.add_fault(Fault(kind="status", status=401, endpoint="kubeconfig"))
+    try:
+        request_refresh(api, namespace, "lost", "while-refused")
+        refused = wait_for_condition(api, namespace, "lost", "Stalled", "True", "Unauthorized")
+    finally:
+        digitalocean.remove_fault(fault.id)
+    retry_at = datetime.datetime.fromisoformat(refused["status"]["renewalTime"])
+    failed_at = datetime.datetime.fromisoformat(refused["status"]["lastFailureTime"])
+    assert retry_at - failed_at >= datetime.timedelta(minutes=4)  # the slow retry is pending
+    core = client.CoreV1Api(api)
+    fetched = fetches_for(digitalocean, cluster_id)
+
+    if damage == "deleted":
+        core.delete_namespaced_secret("lost-kubeconfig", namespace)
+    else:
+        broken = base64.b64encode(b"not a kubeconfig").decode()
+        core.patch_namespaced_secret("lost-kubeconfig", namespace, {"data": {"kubeconfig": broken}})
+
+    kube.eventually(
+        lambda: fetches_for(digitalocean, cluster_id) > fetched,
+        what="a new credential for the lost Secret",
+        timeout=30,
+    )
+    assert datetime.datetime.now(datetime.UTC) < retry_at  # well before the pending retry
+    kube.eventually(
+        lambda: condition(get_access(api, namespace, "lost"), "Stalled") is None,
+        what="the object to recover",
+    )
+    assert condition(get_access(api, namespace, "lost"), "Ready")["status"] == "True"
+    assert fetches_for(digitalocean, cluster_id) == fetched + 1
+    raw = kubeconfig_of(api, namespace, "lost-kubeconfig", "kubeconfig")
+    assert raw.startswith(b"apiVersion")

@@ -57,8 +57,8 @@ def test_a_new_object_gets_a_working_credential_and_becomes_ready(
     lead = expires - renewal
     assert datetime.timedelta(minutes=20) <= lead <= datetime.timedelta(minutes=22)
     assert condition(obj, "Stalled") is None
-    # Kopf keeps no state on the object: only the finalizer that stops the daemon on deletion.
-    assert obj["metadata"]["finalizers"] == ["doks-access.dev/daemon"]
+    # Kopf keeps no state on the object, and no finalizer: nothing needs to run at deletion.
+    assert "finalizers" not in obj["metadata"]
     assert not [k for k in obj["metadata"].get("annotations") or {} if "kopf" in k]
     assert "kopf" not in obj["status"]
     raw = kubeconfig_of(api, namespace, "prod-kubeconfig", "kubeconfig")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -46,3 +47,52 @@ def test_python_dash_m_runs_the_same_command() -> None:
         timeout=60,
     )
     assert completed.stdout == f"doks-access {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("DOKS_ACCESS_RATE_LIMIT_PER_MINUTE", "abc", "'abc' is not a whole number"),
+        ("DOKS_ACCESS_RATE_LIMIT_PER_HOUR", "0", "'0' is not at least 1"),
+        ("DOKS_ACCESS_RATE_LIMIT_MARGIN", "1.5", "'1.5' is not a fraction"),
+        ("DOKS_ACCESS_WORKERS", "many", "'many' is not a whole number"),
+        ("DOKS_ACCESS_LEADER_ELECTION", "maybe", "'maybe' is not true or false"),
+        ("DOKS_ACCESS_LOG_LEVEL", "LOUD", "'LOUD' is not one of DEBUG, INFO, WARNING, ERROR"),
+        ("DOKS_ACCESS_METRICS_ENDPOINT", "0.0.0.0:9090", "is not of the form http://HOST:PORT"),
+    ],
+)
+def test_a_bad_environment_value_is_a_usage_error_naming_the_variable(
+    variable: str, value: str, problem: str
+) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "doks_access", "--version"],
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr
+    assert completed.stderr.startswith("usage: doks-access run")
+    assert f"error: environment variable {variable}: " in completed.stderr
+    assert problem in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "problem"),
+    [
+        ("--workers=0", "argument --workers: '0' is not at least 1"),
+        ("--rate-limit-per-minute=-5", "argument --rate-limit-per-minute: '-5' is not at least 1"),
+        ("--liveness-endpoint=:8080", "argument --liveness-endpoint: ':8080' is not of the form"),
+    ],
+)
+def test_a_bad_flag_is_a_usage_error_naming_the_flag(
+    flag: str, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["run", flag])
+
+    assert exited.value.code == 2
+    assert problem in capsys.readouterr().err

@@ -10,17 +10,13 @@ import pytest
 from doks_access.conditions import (
     Condition,
     ConditionType,
-    Event,
-    EventType,
     ReadyReason,
     ReconcilingReason,
     Situation,
     StalledReason,
-    Status,
     conditions_for,
-    events_for,
-    status_patch,
 )
+from doks_access.status import Event, EventType, Status, events_for, status_patch
 
 NOW = datetime.datetime(2030, 1, 1, 12, 0, tzinfo=datetime.UTC)
 EARLIER = NOW - datetime.timedelta(hours=1)
@@ -50,6 +46,15 @@ def status(*, now: datetime.datetime = NOW, **fields: Any) -> Status:
 def as_stored(current: Status) -> dict[str, Any]:
     """``current`` as read back from the API server, which drops null fields."""
     return {key: value for key, value in current.to_dict().items() if value is not None}
+
+
+def stored(current: Status | dict[str, Any]) -> Status:
+    """``current`` as the operator keeps it after reading it back from the API server."""
+    return Status.from_dict(current if isinstance(current, dict) else as_stored(current))
+
+
+def parsed(conditions: list[dict[str, Any]]) -> list[Condition]:
+    return [c for c in map(Condition.from_dict, conditions) if c is not None]
 
 
 # --- Ready, Reconciling, Stalled ----------------------------------------------------------------
@@ -177,7 +182,7 @@ def previous_ready(
 
 
 def transition_time(previous: list[dict[str, Any]], **changes: Any) -> datetime.datetime:
-    shown = conditions_for(situation=situation(**changes), now=NOW, previous=previous)
+    shown = conditions_for(situation=situation(**changes), now=NOW, previous=parsed(previous))
     return shown[0].last_transition_time
 
 
@@ -210,7 +215,7 @@ def test_a_reappearing_condition_transitions_now() -> None:
     ]
 
     shown = conditions_for(
-        situation=situation(stalled=StalledReason.UNAUTHORIZED), now=NOW, previous=previous
+        situation=situation(stalled=StalledReason.UNAUTHORIZED), now=NOW, previous=parsed(previous)
     )
 
     assert [c.last_transition_time for c in shown] == [EARLIER, NOW]
@@ -254,29 +259,28 @@ def test_renders_the_status_fields_with_rfc3339_utc_times() -> None:
 def test_patches_nothing_when_nothing_changed() -> None:
     current = status(secret_name=SECRET, issued_at=EARLIER, expires_at=EXPIRES)
 
-    assert status_patch(previous=as_stored(current), current=current) is None
+    assert status_patch(previous=stored(current), current=current) is None
 
 
 def test_patches_nothing_when_an_idle_check_recomputes_the_same_status() -> None:
-    stored = as_stored(status(secret_name=SECRET, issued_at=EARLIER))
+    previous = stored(status(secret_name=SECRET, issued_at=EARLIER))
     later = NOW + datetime.timedelta(minutes=30)
-    previous_conditions = stored["conditions"]
 
     again = Status(
         observed_generation=3,
-        conditions=conditions_for(situation=situation(), now=later, previous=previous_conditions),
+        conditions=conditions_for(situation=situation(), now=later, previous=previous.conditions),
         secret_name=SECRET,
         issued_at=EARLIER,
     )
 
-    assert status_patch(previous=stored, current=again) is None
+    assert status_patch(previous=previous, current=again) is None
 
 
 def test_patches_only_what_changed_and_removes_what_is_gone() -> None:
     before = status(issued_at=EARLIER, failed_attempts=2, last_failure_reason="ServerError")
     after = status(issued_at=NOW, failed_attempts=0, last_failure_reason=None)
 
-    patch = status_patch(previous=as_stored(before), current=after)
+    patch = status_patch(previous=stored(before), current=after)
 
     assert patch == {
         "issuedAt": "2030-01-01T12:00:00Z",
@@ -287,9 +291,9 @@ def test_patches_only_what_changed_and_removes_what_is_gone() -> None:
 
 def test_leaves_status_fields_it_does_not_know_alone() -> None:
     current = status()
-    stored = {**as_stored(current), "kopf": {"progress": {}}}
+    with_others = {**as_stored(current), "kopf": {"progress": {}}}
 
-    assert status_patch(previous=stored, current=current) is None
+    assert status_patch(previous=stored(with_others), current=current) is None
 
 
 def test_patches_the_whole_status_of_a_new_object() -> None:
@@ -310,7 +314,7 @@ def test_the_first_credential_is_an_issued_event() -> None:
     before = status(situation=situation(expires_at=None, reconciling=ReconcilingReason.RENEWING))
     after = status(secret_name=SECRET, issued_at=NOW, expires_at=EXPIRES)
 
-    assert events_for(previous=as_stored(before), current=after) == (
+    assert events_for(previous=stored(before), current=after) == (
         Event(
             type=EventType.NORMAL,
             reason="Issued",
@@ -332,7 +336,7 @@ def test_a_new_credential_is_a_renewed_event() -> None:
     before = status(secret_name=SECRET, issued_at=EARLIER, expires_at=EXPIRES)
     after = status(secret_name=SECRET, issued_at=NOW, expires_at=EXPIRES)
 
-    (event,) = events_for(previous=as_stored(before), current=after)
+    (event,) = events_for(previous=stored(before), current=after)
 
     assert (event.type, event.reason) == (EventType.NORMAL, "Renewed")
 
@@ -340,7 +344,7 @@ def test_a_new_credential_is_a_renewed_event() -> None:
 def test_an_idle_check_has_no_event() -> None:
     current = status(secret_name=SECRET, issued_at=EARLIER, expires_at=EXPIRES)
 
-    assert events_for(previous=as_stored(current), current=current) == ()
+    assert events_for(previous=stored(current), current=current) == ()
 
 
 def failing(attempts: int, reason: str, **changes: Any) -> Status:
@@ -358,7 +362,7 @@ def test_the_first_failure_of_a_streak_is_a_renewal_failed_warning() -> None:
     before = status(issued_at=EARLIER)
     after = failing(1, "ServerError", detail="DigitalOcean answered 503.")
 
-    (event,) = events_for(previous=as_stored(before), current=after)
+    (event,) = events_for(previous=stored(before), current=after)
 
     assert event.type is EventType.WARNING
     assert event.reason == "RenewalFailed"
@@ -371,13 +375,13 @@ def test_the_first_failure_of_a_streak_is_a_renewal_failed_warning() -> None:
 def test_retrying_the_same_failure_has_no_event() -> None:
     before = failing(1, "ServerError")
 
-    assert events_for(previous=as_stored(before), current=failing(2, "ServerError")) == ()
+    assert events_for(previous=stored(before), current=failing(2, "ServerError")) == ()
 
 
 def test_a_failure_for_a_new_reason_has_a_new_event() -> None:
     before = failing(1, "ServerError")
 
-    (event,) = events_for(previous=as_stored(before), current=failing(2, "InvalidResponse"))
+    (event,) = events_for(previous=stored(before), current=failing(2, "InvalidResponse"))
 
     assert event.reason == "RenewalFailed"
 
@@ -390,7 +394,7 @@ def test_a_stalling_failure_says_why_in_its_event() -> None:
         last_failure_reason="Unauthorized",
     )
 
-    (event,) = events_for(previous=as_stored(status(issued_at=EARLIER)), current=after)
+    (event,) = events_for(previous=stored(status(issued_at=EARLIER)), current=after)
 
     assert event.message == (
         "Fetching a credential failed (Unauthorized). DigitalOcean refused the API token."
@@ -409,10 +413,10 @@ def test_being_rate_limited_is_one_warning_not_one_per_retry() -> None:
         last_failure_reason="RateLimited",
     )
 
-    events = events_for(previous=as_stored(status()), current=first)
+    events = events_for(previous=stored(status()), current=first)
 
     assert [(e.type, e.reason) for e in events] == [(EventType.WARNING, "RateLimited")]
-    assert events_for(previous=as_stored(first), current=second) == ()
+    assert events_for(previous=stored(first), current=second) == ()
 
 
 def test_a_secret_conflict_is_one_warning() -> None:
@@ -426,18 +430,18 @@ def test_a_secret_conflict_is_one_warning() -> None:
 
     assert [(e.type, e.reason) for e in events] == [(EventType.WARNING, "SecretConflict")]
     assert events[0].message == conflict.conditions[1].message
-    assert events_for(previous=as_stored(conflict), current=conflict) == ()
+    assert events_for(previous=stored(conflict), current=conflict) == ()
 
 
 def test_expiry_is_one_warning() -> None:
     before = failing(5, "ServerError")
     expired = failing(6, "ServerError", expires_at=NOW)
 
-    events = events_for(previous=as_stored(before), current=expired)
+    events = events_for(previous=stored(before), current=expired)
 
     assert [(e.type, e.reason) for e in events] == [(EventType.WARNING, "Expired")]
     assert (
-        events_for(previous=as_stored(expired), current=failing(7, "ServerError", expires_at=NOW))
+        events_for(previous=stored(expired), current=failing(7, "ServerError", expires_at=NOW))
         == ()
     )
 
@@ -445,7 +449,7 @@ def test_expiry_is_one_warning() -> None:
 def test_the_same_failure_after_a_recovery_is_a_new_warning() -> None:
     recovered = status(issued_at=EARLIER, failed_attempts=0, last_failure_reason="ServerError")
 
-    (event,) = events_for(previous=as_stored(recovered), current=failing(1, "ServerError"))
+    (event,) = events_for(previous=stored(recovered), current=failing(1, "ServerError"))
 
     assert event.reason == "RenewalFailed"
 
@@ -454,7 +458,7 @@ def test_recovery_after_failures_is_a_renewed_event() -> None:
     before = failing(3, "ServerError")
     after = status(issued_at=NOW, expires_at=EXPIRES, last_failure_reason="ServerError")
 
-    assert [e.reason for e in events_for(previous=as_stored(before), current=after)] == ["Renewed"]
+    assert [e.reason for e in events_for(previous=stored(before), current=after)] == ["Renewed"]
 
 
 def test_the_condition_type_names_are_kstatus_names() -> None:

@@ -53,3 +53,20 @@ def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
 
     assert loaded.namespaces == ("a", "b")
     assert loaded.log_level == "DEBUG"
+
+
+def test_the_number_of_workers_comes_from_the_flag_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DOKS_ACCESS_WORKERS", raising=False)
+    assert _load([]).workers == config.DEFAULT_WORKERS
+
+    monkeypatch.setenv("DOKS_ACCESS_WORKERS", "3")
+    assert _load([]).workers == 3
+    assert _load(["--workers=12"]).workers == 12
+
+
+def test_boolean_environment_values_read_like_yaml_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    for text, expected in [("true", True), ("True", True), ("1", True), ("false", False)]:
+        monkeypatch.setenv("DOKS_ACCESS_LEADER_ELECTION", text)
+        assert _load([]).leader_election is expected

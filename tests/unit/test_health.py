@@ -40,7 +40,7 @@ async def test_an_endpoint_without_http_and_a_port_is_refused(endpoint: str) -> 
 
 
 def test_a_reconciliation_running_too_long_is_reported_stuck() -> None:
-    in_flight = {"ns/fresh": 800.0, "ns/hung": 600.0}
+    in_flight = {("ns", "fresh"): 800.0, ("ns", "hung"): 600.0}
     assert health.stuck(in_flight, now=600.0 + health.STUCK_AFTER) == []
     assert health.stuck(in_flight, now=600.0 + health.STUCK_AFTER + 1) == ["ns/hung"]
 

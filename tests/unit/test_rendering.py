@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from doks_access import bookkeeping
+from doks_access.bookkeeping import ObservedSecret
 from doks_access.kubeconfig import AuthKind, Credential
 from doks_access.rendering import (
     Owner,
@@ -34,7 +35,6 @@ from doks_access.rendering import (
     render_secret,
     write_for,
 )
-from doks_access.scheduling import ObservedSecret
 from doks_access.spec import AccessSpec, Format, parse_spec
 
 GOLDEN_DIR = Path(__file__).parent / "golden"

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
+from doks_access.bookkeeping import ObservedSecret
 from doks_access.scheduling import (
     MAX_RENEWAL_JITTER,
     STALLED_RETRY,
     FetchNow,
     FetchReason,
-    ObservedSecret,
     Suspended,
     WaitUntil,
     failure_backoff,
@@ -64,7 +64,6 @@ def plan(
     seen: ObservedSecret | None = None,
     last_secret_name: str | None = SPEC.target.name,
     refresh_request: str | None = None,
-    retry_at: datetime.datetime | None = None,
 ) -> FetchNow | WaitUntil | Suspended:
     return next_action(
         now=now,
@@ -73,7 +72,6 @@ def plan(
         last_secret_name=last_secret_name,
         refresh_request=refresh_request,
         jitter_fraction=0.0,
-        retry_at=retry_at,
     )
 
 
@@ -327,34 +325,6 @@ def test_does_nothing_while_suspended() -> None:
 
     assert plan(now=ISSUED, spec=spec, last_secret_name=None) == Suspended()
     assert plan(now=EXPIRES, spec=spec, seen=observed()) == Suspended()
-
-
-def test_a_pending_retry_postpones_a_fetch() -> None:
-    retry_at = ISSUED + 4 * HOUR + MINUTE
-
-    assert plan(now=ISSUED + 4 * HOUR, seen=observed(), retry_at=retry_at) == WaitUntil(retry_at)
-
-
-def test_a_pending_retry_postpones_even_a_requested_refresh() -> None:
-    retry_at = ISSUED + HOUR + MINUTE
-
-    action = plan(now=ISSUED + HOUR, seen=observed(), refresh_request="now", retry_at=retry_at)
-
-    assert action == WaitUntil(retry_at)
-
-
-def test_fetches_once_the_retry_time_has_come() -> None:
-    retry_at = ISSUED + 4 * HOUR + MINUTE
-
-    assert plan(now=retry_at, seen=observed(), retry_at=retry_at) == FetchNow(FetchReason.DUE)
-
-
-def test_a_stale_retry_time_does_not_move_a_planned_renewal() -> None:
-    retry_at = ISSUED + 5 * HOUR
-
-    assert plan(now=ISSUED + HOUR, seen=observed(), retry_at=retry_at) == WaitUntil(
-        ISSUED + 4 * HOUR
-    )
 
 
 def test_jitter_moves_the_planned_renewal_earlier() -> None:

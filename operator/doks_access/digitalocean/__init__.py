@@ -15,7 +15,6 @@ from doks_access.digitalocean._client import (
     DigitalOceanClient,
     ResponseObserver,
     Timeouts,
-    is_usable_token,
 )
 from doks_access.digitalocean._clusters import Cluster, is_cluster_id
 from doks_access.digitalocean._errors import (
@@ -52,5 +51,4 @@ __all__ = [
     "TransportError",
     "UnauthorizedError",
     "is_cluster_id",
-    "is_usable_token",
 ]

@@ -47,8 +47,15 @@ from doks_access.digitalocean._errors import (
     error_for_status,
     quotable,
 )
-from doks_access.digitalocean._ratelimit import RateLimiter, RateLimits, ServerQuota, token_key
+from doks_access.digitalocean._ratelimit import (
+    RateLimiter,
+    RateLimits,
+    ServerQuota,
+    Waiting,
+    token_key,
+)
 from doks_access.digitalocean._retry import RetryPolicy, call_with_retries
+from doks_access.tokens import is_usable_token
 
 __all__ = [
     "CLUSTERS_PER_PAGE",
@@ -89,8 +96,6 @@ _YAML = _Expected(
     media_types=frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}),
 )
 _MEDIA_TYPE = re.compile(r"[a-z0-9.+-]{1,64}/[a-z0-9.+-]{1,64}")
-# What a header value can carry: visible ASCII. A token with anything else is a broken Secret.
-_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,11 +144,13 @@ class DigitalOceanClient:
         observer: ResponseObserver | None = None,
         wall_clock: Callable[[], datetime.datetime] = _utc_now,
         rng: random.Random | None = None,
+        waiting: Waiting | None = None,
     ) -> None:
         """``wall_clock`` (aware datetimes) dates credentials; ``rng`` draws the retry jitter.
 
         ``verify`` is an SSL context trusting a private CA (an API proxy, the emulator); it has no
-        effect when a ``transport`` is given, which brings its own.
+        effect when a ``transport`` is given, which brings its own. ``waiting`` is entered around
+        every wait for the rate limit or between retries (the operator's ``dispatch.parked``).
         """
         self._http = httpx.AsyncClient(
             base_url=_checked_base_url(base_url),
@@ -154,7 +161,10 @@ class DigitalOceanClient:
             follow_redirects=False,  # a redirect could carry the token to another host
         )
         self._retry_policy = retry_policy
-        self._limiter = RateLimiter(limits=rate_limits)
+        self._waiting = waiting
+        self._limiter = RateLimiter(
+            limits=rate_limits, **({} if waiting is None else {"waiting": waiting})
+        )
         self._wall_clock = wall_clock
         self._observer = observer
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter, not crypto
@@ -232,7 +242,7 @@ class DigitalOceanClient:
 
     async def _with_retries(self, operation: Callable[[], Awaitable[T]], *, what: str) -> T:
         return await call_with_retries(
-            operation, policy=self._retry_policy, rng=self._rng, what=what
+            operation, policy=self._retry_policy, rng=self._rng, what=what, waiting=self._waiting
         )
 
     async def _request(
@@ -366,11 +376,6 @@ def _cluster_path(cluster_id: str) -> str:
     if not is_cluster_id(cluster_id):
         raise ValueError("cluster_id is not a UUID")
     return f"{CLUSTERS_PATH}/{cluster_id.lower()}"
-
-
-def is_usable_token(token: str) -> bool:
-    """Whether ``token`` can go into a bearer header as it is: one word of printable ASCII."""
-    return _TOKEN.fullmatch(token) is not None
 
 
 def _checked_token(token: str) -> str:

@@ -34,9 +34,9 @@ import dataclasses
 import hashlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-__all__ = ["RateLimiter", "RateLimits", "ServerQuota", "TokenBudget", "token_key"]
+__all__ = ["RateLimiter", "RateLimits", "ServerQuota", "TokenBudget", "Waiting", "token_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ _HOUR = 3600.0
 # Waking up this much early is harmless under a 10 % margin, and it stops a waiter from spinning
 # on sub-microsecond remainders that a coarse clock cannot sleep through.
 _CLOCK_TOLERANCE = 1e-3
+
+# Entered around a wait for permission to send (see RateLimiter).
+Waiting = Callable[[], contextlib.AbstractAsyncContextManager[None]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,18 +197,34 @@ class _Entry:
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
 
-class RateLimiter:
-    """Makes each request wait for its token's budget; one instance per client."""
+def _not_parking() -> contextlib.AbstractAsyncContextManager[None]:
+    return contextlib.nullcontext()
 
-    def __init__(self, *, limits: RateLimits) -> None:
+
+class RateLimiter:
+    """Makes each request wait for its token's budget; one instance per client.
+
+    ``waiting`` is entered around every wait (``dispatch.parked``: a reconciliation waiting for
+    permission gives its worker slot to one that can go ahead, perhaps with another token).
+    """
+
+    def __init__(self, *, limits: RateLimits, waiting: Waiting = _not_parking) -> None:
         self._limits = limits
         self._entries: dict[str, _Entry] = {}
+        self._waiting = waiting
 
     async def acquire(self, *, token: str) -> float:
         """Wait until ``token`` may send one request and count it; return the event-loop time it
         is counted at, which :meth:`settle` needs once the request is answered."""
         loop = asyncio.get_running_loop()
         entry = self._entry(token_key(token), now=loop.time())
+        if entry.lock.locked() or entry.budget.delay(loop.time()) > _CLOCK_TOLERANCE:
+            async with self._waiting():
+                return await self._acquire(entry)
+        return await self._acquire(entry)
+
+    async def _acquire(self, entry: _Entry) -> float:
+        loop = asyncio.get_running_loop()
         async with entry.lock:
             while (delay := entry.budget.delay(loop.time())) > _CLOCK_TOLERANCE:
                 logger.debug("Rate limit: waiting %.3fs before the next request", delay)

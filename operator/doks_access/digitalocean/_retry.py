@@ -16,6 +16,7 @@ the wait DigitalOcean asked for, unless that is longer than the policy allows: t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
@@ -23,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from doks_access.digitalocean._errors import DigitalOceanError, RateLimitedError
+from doks_access.digitalocean._ratelimit import Waiting
 
 __all__ = ["RetryPolicy", "call_with_retries"]
 
@@ -85,8 +87,13 @@ async def call_with_retries(
     policy: RetryPolicy,
     rng: random.Random,
     what: str,
+    waiting: Waiting | None = None,
 ) -> T:
-    """Await ``operation()`` until it succeeds or ``policy`` says to stop; ``what`` is for logs."""
+    """Await ``operation()`` until it succeeds or ``policy`` says to stop; ``what`` is for logs.
+
+    ``waiting`` is entered around each pause between attempts (see ``RateLimiter``).
+    """
+    waiting = waiting or contextlib.nullcontext
     failed_attempts = 0
     slept = 0.0
     while True:
@@ -107,5 +114,6 @@ async def call_with_retries(
                 policy.attempts,
                 delay,
             )
-        await asyncio.sleep(delay)
+        async with waiting():
+            await asyncio.sleep(delay)
         slept += delay
