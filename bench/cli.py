@@ -16,7 +16,8 @@ from bench import report, scenarios
 from bench.kubeapi import BenchKube
 from bench.stack import crd_document, local_control_plane
 
-ORDER = ("latency", "burst", "restart", "sustained", "rate-limited", "idle")
+# Idle last: it leaves the most objects behind (up to 20,000, for the rest of the run).
+ORDER = ("latency", "burst", "restart", "sustained", "rate-limited", "workers", "idle")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=Path(".bench/results.json"), help="JSON results (%(default)s)"
     )
     parser.add_argument(
-        "--keep-logs", type=Path, help="copy the operators' logs into this directory"
+        "--keep-logs",
+        type=Path,
+        help="copy the operators' logs (and the idle scenario's censuses) into this directory",
     )
     parser.add_argument(
         "--profile",
@@ -101,6 +104,8 @@ async def _run(
                         result = await scenarios.sustained(bench, sizes)
                     elif name == "rate-limited":
                         result = await scenarios.rate_limited(bench, sizes)
+                    elif name == "workers":
+                        result = await scenarios.workers(bench, sizes)
                     else:
                         result = await scenarios.idle(bench, sizes)
                     bench.stop_operators(keep=kept.get("operator") if name == "burst" else None)
@@ -117,5 +122,5 @@ async def _run(
 def _keep_logs(work_dir: Path, keep: Path | None) -> None:
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
-        for log in work_dir.glob("*.log"):
-            shutil.copy(log, keep / log.name)
+        for kept in [*work_dir.glob("*.log"), *work_dir.glob("census-*.json")]:
+            shutil.copy(kept, keep / kept.name)

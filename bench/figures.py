@@ -128,3 +128,19 @@ def sliding_window_minimum(count: int, *, per_window: int, window: float) -> flo
     if count <= 0:
         return 0.0
     return math.ceil(count / per_window - 1) * window if count > per_window else 0.0
+
+
+def per_object(amount: float, *, objects: float) -> float:
+    """``amount`` shared out over ``objects`` (bytes per watched object, say)."""
+    if objects <= 0:
+        raise ValueError(f"no objects to share {amount} over")
+    return amount / objects
+
+
+def growth_per_object(points: Sequence[Mapping[str, float]], key: str) -> float:
+    """How much ``key`` grew per object between the first and the last of ``points``, each of
+    which says how many ``objects`` it was taken at."""
+    if len(points) < 2:
+        raise ValueError("growth needs two points")
+    first, last = points[0], points[-1]
+    return per_object(last[key] - first[key], objects=last["objects"] - first["objects"])

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.report import format_value
+from bench.report import DetailTable, detail_tables, format_value
 
 
 def _figures(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -38,7 +38,25 @@ def tables(after: dict[str, Any], before: dict[str, Any] | None = None) -> str:
             row += [_shown(figure), figure["target"], verdict]
             lines.append("| " + " | ".join(row) + " |")
         lines += [f"\n_{note}_" for note in result["notes"]]
+        for detail in detail_tables(result):  # this run's only: no before column
+            lines += _detail(detail)
     return "\n".join(lines)
+
+
+def _detail(detail: DetailTable) -> list[str]:
+    return [
+        "",
+        f"_{_cell(detail.caption)}:_",
+        "",
+        "| " + " | ".join(detail.header) + " |",
+        "|" + "---|" * len(detail.header),
+        *("| " + " | ".join(_cell(cell) for cell in row) + " |" for row in detail.rows),
+    ]
+
+
+def _cell(text: str) -> str:
+    """Type names such as ``f.<locals>.g`` must not read as HTML; a ``|`` would split the cell."""
+    return text.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
 def _shown(figure: dict[str, Any]) -> str:

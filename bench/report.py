@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,99 @@ def table(results: Sequence[Result]) -> str:
             row = f"  {figure.what:<{width}}  {_value(figure):>14}  {target:<32} {_verdict(figure)}"
             lines.append(row.rstrip())
         lines.extend(f"  note: {note}" for note in result.notes)
+        for detail in detail_tables(result.as_dict()):
+            lines += ["", f"  {detail.caption}:", *_aligned(detail)]
     return "\n".join(lines)
+
+
+def _aligned(detail: DetailTable) -> list[str]:
+    widths = [
+        max(len(row[i]) for row in [detail.header, *detail.rows]) for i in range(len(detail.header))
+    ]
+    return [
+        "    "
+        + "  ".join(
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in [detail.header, *detail.rows]
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class DetailTable:
+    """A table of a scenario's details, beside its figures: cells already formatted."""
+
+    caption: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+def detail_tables(result: Mapping[str, Any]) -> list[DetailTable]:
+    """The details a scenario's result (as in the JSON) has a table for; none in older files."""
+    details: Mapping[str, Any] = result.get("details") or {}
+    tables: list[DetailTable] = []
+    breakdown = (details.get("census") or {}).get("breakdown")
+    if breakdown and breakdown.get("rows"):
+        tables.append(_census_table(breakdown))
+    runs = details.get("runs")
+    if result.get("scenario") == "workers" and runs:
+        tables.append(_workers_table(runs))
+    return tables
+
+
+def _census_table(breakdown: Mapping[str, Any]) -> DetailTable:
+    rows = [
+        [
+            row["type"],
+            format_value(row["bytes_per_object"], "B"),
+            format_value(row["count_per_object"], ""),
+        ]
+        for row in breakdown["rows"]
+    ]
+    totals = [
+        ("the other types (net)", "other_types_bytes_per_object"),
+        ("all the census counted", "census_bytes_per_object"),
+        ("RSS", "rss_bytes_per_object"),
+        ("RSS not in the census (str, bytes, int, allocator, C)", "not_in_census_bytes_per_object"),
+    ]
+    rows += [[label, format_value(breakdown.get(key), "B"), ""] for label, key in totals]
+    return DetailTable(
+        caption=(
+            "Where the memory per object goes: growth from "
+            f"{breakdown['objects_from']:,} to {breakdown['objects_to']:,} objects, per object "
+            "(live objects the garbage collector tracks, by type, shallow sizes)"
+        ),
+        header=["type", "bytes per object", "count per object"],
+        rows=rows,
+    )
+
+
+def _workers_table(runs: Sequence[Mapping[str, Any]]) -> DetailTable:
+    return DetailTable(
+        caption="By number of workers (each a fresh operator and namespace)",
+        header=[
+            "workers",
+            "all Ready after",
+            "Ready p50",
+            "Ready p95",
+            "operator CPU",
+            "peak RSS",
+            "DigitalOcean calls per object",
+        ],
+        rows=[
+            [
+                f"{run['workers']}" + (" (default)" if run.get("default") else ""),
+                format_value(run.get("all_ready_s"), "s"),
+                format_value(run.get("ready_p50_s"), "s"),
+                format_value(run.get("ready_p95_s"), "s"),
+                format_value(run.get("cpu_s"), "s"),
+                format_value(run.get("peak_rss_mib"), "MiB"),
+                format_value(run.get("digitalocean_calls_per_object"), ""),
+            ]
+            for run in runs
+        ],
+    )
 
 
 def document(results: Sequence[Result], *, target: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import sys
@@ -17,9 +18,11 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from bench import census as bench_census
 from bench import procstat
 from doks_access_testkit.binaries import control_plane_bin_dir
 from doks_access_testkit.controlplane import ControlPlane, free_port
@@ -65,16 +68,20 @@ class OperatorProcess:
         limits: RateLimits,
         profile: Path | None = None,
         extra_args: Sequence[str] = (),
+        census: Path | None = None,
     ) -> None:
         self.metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
         # cProfile (deterministic, in the process; it slows the operator down, so a profiled run's
         # timings are not benchmark figures) writes its stats when the operator exits.
         profiling = [] if profile is None else ["-m", "cProfile", "-o", f"{profile}.pstats"]
+        # With a census prefix, the same command through bench.census, which answers SIGUSR1 with
+        # a census of the live objects (see census()); the operator's code is the same.
+        entry = ["doks_access"] if census is None else ["bench.census", "--"]
         self._args = [
             sys.executable,
             *profiling,
             "-m",
-            "doks_access",
+            *entry,
             "run",
             f"--kubeconfig={kubeconfig}",
             *(f"--namespace={namespace}" for namespace in namespaces),
@@ -90,14 +97,24 @@ class OperatorProcess:
             "DOKS_ACCESS_LOG_FORMAT": "json",
             "DOKS_ACCESS_LOG_LEVEL": "INFO",
         }
+        self._census_prefix = census
+        self._census_requests = 0
+        if census is not None:
+            path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+            self._env.update({bench_census.ENV: str(census), "PYTHONPATH": path})
         self.log_path = log_path
         self.process = self._spawn()
 
     def _spawn(self) -> ManagedProcess:
+        self._census_requests = 0  # a new process counts its requests from 1 again
         process = ManagedProcess(
             name="doks-access", args=self._args, log_path=self.log_path, env=self._env
         )
-        self._wait_serving(process)
+        try:
+            self._wait_serving(process)
+        except RuntimeError:
+            process.stop()  # one that never served is not left running
+            raise
         return process
 
     def _wait_serving(self, process: ManagedProcess) -> None:
@@ -123,6 +140,30 @@ class OperatorProcess:
 
     def cpu(self) -> float:
         return procstat.cpu_seconds(self.pid)
+
+    def census(self, *, timeout: float = 120.0) -> dict[str, Any]:
+        """Ask the operator for a census of its live objects (SIGUSR1) and wait for it.
+
+        Only for an operator started with ``census``. Blocking: call it in a thread from async code.
+        """
+        if self._census_prefix is None:
+            raise RuntimeError("this operator was not started through bench.census")
+        self._census_requests += 1
+        path = bench_census.path_for(
+            self._census_prefix, pid=self.pid, request=self._census_requests
+        )
+        os.kill(self.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if not self.alive():
+                raise RuntimeError(f"the operator exited:\n{self.process.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no census in {path} after {timeout:.0f} s")
+            time.sleep(0.05)
+        document: dict[str, Any] = json.loads(path.read_text())
+        if "error" in document:
+            raise RuntimeError(f"the census failed: {document['error']}")
+        return document
 
     def metrics(self) -> str:
         with urllib.request.urlopen(self.metrics_url, timeout=10) as response:  # noqa: S310 - ours

@@ -1,7 +1,8 @@
 """``make bench`` keeps working: every scenario runs, at tiny sizes, against the test cluster.
 
 The figures of a smoke run say nothing about speed; what is checked here are the ones that are
-not about speed at all: one DigitalOcean call per credential, none on a restart, no 429 storm.
+not about speed at all: one DigitalOcean call per credential, none on a restart, no 429 storm;
+and that the idle scenario's census and the workers scenario produced what the report shows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 from tests.conftest import REPO_ROOT, SESSION_OPERATORS, Cluster
 
-SCENARIOS = ["latency", "burst", "restart", "sustained", "rate-limited", "idle"]
+SCENARIOS = ["latency", "burst", "restart", "sustained", "rate-limited", "workers", "idle"]
+SMOKE_WORKERS = (2, 8)
 
 
 def test_every_scenario_runs_and_reports(cluster: Cluster, crds: list[str], tmp_path: Path) -> None:
@@ -59,5 +61,21 @@ def test_every_scenario_runs_and_reports(cluster: Cluster, crds: list[str], tmp_
     assert value("rate-limited", "429 responses") == 0
     assert value("rate-limited", "all Ready after") is not None
     assert value("idle", "DigitalOcean calls at 40") == 0
+    assert value("idle", "RSS at 40") is not None
+    census = results["idle"]["details"]["census"]
+    assert [taken["watched"] for taken in census["taken"]] == [0, 20, 40]
+    breakdown = census["breakdown"]
+    assert (breakdown["objects_from"], breakdown["objects_to"]) == (20, 40)
+    assert breakdown["rows"]
+    assert all(row["type"] and "bytes_per_object" in row for row in breakdown["rows"])
+    workers = results["workers"]
+    for count in SMOKE_WORKERS:
+        label = f"all Ready after, {count} workers"
+        (ready,) = [f for f in workers["figures"] if f["what"].startswith(label)]
+        assert ready["value"] is not None, workers["notes"]
+    runs = workers["details"]["runs"]
+    assert [run["workers"] for run in runs] == list(SMOKE_WORKERS)
+    assert all(run["digitalocean_calls_per_object"] == 1.0 for run in runs)
+    assert "Where the memory per object goes" in completed.stdout
     assert "table" not in completed.stderr
     assert "6. Rate-limited burst" in completed.stdout
