@@ -17,6 +17,7 @@ and the clients, whose Kubernetes credentials Kopf's login reuses.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -35,9 +36,28 @@ def registry() -> kopf.OperatorRegistry:
     return kopf.get_default_registry()
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base: with no change handlers, Kopf never needs one, yet by default it deep-copies
+    every watched body (``managedFields`` included) on every event to build it."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[object] | None = None
+    ) -> kopf.BodyEssence:
+        del body, extra_fields
+        return {}
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        del body
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        del body, patch, essence
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # events are the reconciler's, one per state change
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.persistence.finalizer = LEGACY_FINALIZER
     settings.execution.max_workers = 1  # nothing here is synchronous; no thread pool needed
     # One known CRD and exact namespace names: no cluster-wide discovery of CRDs and namespaces,
