@@ -35,6 +35,12 @@ FORMATS = ({"format": "Kubeconfig"}, {"format": "ArgoCD"}, {"format": "Flux"})
 _KEYS = {"Kubeconfig": "kubeconfig", "Flux": "value", "ArgoCD": "config"}
 AUDIT_GRACE = 15.0  # seconds past its renewal time before a credential counts as stale
 FETCHING = "fetching a credential ("
+# How the operator logs the end of a fetch: written, failed, or refused for a human to fix.
+FETCH_ENDS = (
+    "wrote a credential",
+    "fetching a credential failed",
+    "fetching a credential needs attention",
+)
 WRITE_SETTLE = 2.0  # seconds from DigitalOcean's answer to the Secret write, with room to spare
 
 
@@ -735,6 +741,8 @@ async def operator_kill(rig: Rig, sizes: Sizes) -> Outcome:
         rig.emulator.add_fault(Fault(kind="latency", seconds=1.0, endpoint="kubeconfig"))
         started = time.monotonic()
         landed = 0
+        in_flight = 0  # fetches under way at the kills: each may be a credential never written
+        process_start = 0  # where the running process's log begins
         async with running(fleet.all_consumers):
             for i in range(sizes.kills):
                 name = fleet.names[i % len(fleet.names)]
@@ -743,12 +751,15 @@ async def operator_kill(rig: Rig, sizes: Sizes) -> Outcome:
                 fetching = _fetch_of(f"{namespace}/{name}")
                 landed += await _logged(operator, fetching, since=mark, within=30) is not None
                 operator.kill()
+                in_flight += len(_unfinished_fetches(operator, since=process_start))
                 await asyncio.sleep(0.5)
+                process_start = _log_size(operator)
                 await asyncio.to_thread(operator.start)
             settled = await rig.wait_until(namespace, fleet.names, is_ready, within=90)
             await asyncio.sleep(lifetime)
         rig.emulator.clear_faults()
         outcome.faults = f"SIGKILL x{sizes.kills}, {landed} of them while a fetch was in flight"
+        outcome.figures["fetches under way at the kills"] = in_flight
         outcome.check("every kill landed during a fetch", landed == sizes.kills)
         outcome.check("every object Ready after the kills", settled)
         await _finish(
@@ -758,7 +769,9 @@ async def operator_kill(rig: Rig, sizes: Sizes) -> Outcome:
             [operator],
             lifetime=lifetime,
             duration=time.monotonic() - started + lifetime,
-            allowance=sizes.kills,  # the credential being fetched when the process died
+            # The credentials being fetched when the process died: the one each kill aimed at,
+            # and any other object's that the restarted operator had under way by then.
+            allowance=in_flight,
         )
     return outcome
 
@@ -895,6 +908,24 @@ def _intervals(
 
 def _fetches(entry: dict[str, Any]) -> bool:
     return str(entry.get("message", "")).startswith(FETCHING)
+
+
+def _unfinished_fetches(operator: OperatorProcess, *, since: int) -> set[str]:
+    """The objects whose fetch the operator logged from byte ``since`` on, and not its end (a
+    credential written, or the fetch failing)."""
+    pending: set[str] = set()
+    with operator.log_path.open("rb") as log:
+        log.seek(since)
+        lines = log.read().decode(errors="replace").splitlines()
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line) if line.startswith("{") else {}
+            message, key = str(entry.get("message", "")), str(entry.get("object", ""))
+            if message.startswith(FETCHING):
+                pending.add(key)
+            elif message.startswith(FETCH_ENDS):
+                pending.discard(key)
+    return pending
 
 
 def _fetch_of(key: str) -> Callable[[dict[str, Any]], bool]:
