@@ -107,6 +107,12 @@ class Controller:
         try:
             outcome = await reconciliation.reconcile(memory, deps=self._deps, now=now)
         except kube.KubeError as exc:
+            if isinstance(exc, kube.NotFoundError) and not await self._exists(key):
+                # Deleted while the watch was away (a watch restarted after "410 Gone" lists
+                # what exists; it never says what went).
+                logger.info("%s/%s is gone", *key)
+                self.forget(key)
+                return None
             logger.warning("%s/%s: %s; retrying in %s", *key, exc, KUBE_RETRY)
             outcome = reconciliation.Outcome(wake_at=now + KUBE_RETRY)
         if outcome.written is not None:
@@ -115,6 +121,12 @@ class Controller:
         if news is not None and news != memory.secret_version:
             self._dispatcher.wake(key)  # someone else changed the Secret meanwhile: once more
         return None if outcome.wake_at is None else self._loop_time(outcome.wake_at)
+
+    async def _exists(self, key: Key) -> bool:
+        try:
+            return await self._deps.kube.access_exists(namespace=key[0], name=key[1])
+        except kube.KubeError:
+            return True  # cannot tell: keep it, and try again later
 
     # -- read by the liveness check and the tests ------------------------------------------------
 

@@ -350,6 +350,16 @@ class Kube:
         )
         self._wrote("Event")
 
+    async def access_exists(self, *, namespace: str, name: str) -> bool:
+        """Whether the DOClusterAccess ``namespace/name`` exists."""
+        try:
+            await self._json(
+                "GET", _access_path(namespace, name), what=f"reading {KIND} {namespace}/{name}"
+            )
+        except NotFoundError:
+            return False
+        return True
+
     async def check_access(self, *, namespaces: tuple[str, ...]) -> None:
         """Prove at start-up that the CRD exists and DOClusterAccess objects can be listed where
         the operator works (every namespace when ``namespaces`` is empty).

@@ -149,3 +149,29 @@ async def test_a_status_write_that_lands_after_a_spec_change_wakes_the_object_ag
     assert expires - issued == datetime.timedelta(seconds=7200)
     assert status["observedGeneration"] == 2
     assert fresh_digitalocean.request_count("kubeconfig") == 2
+
+
+@pytest.mark.asyncio
+async def test_an_object_deleted_unseen_is_forgotten_when_its_status_cannot_be_written(
+    cluster: Cluster,
+    fresh_digitalocean: Emulator,
+    crds: list[str],
+    api: client.ApiClient,
+    namespace: str,
+) -> None:
+    # A watch restarted after "410 Gone" lists what exists and never says what went: the
+    # controller can hold an object that is gone. Its next reconciliation must drop it rather
+    # than retry every few seconds for ever.
+    del crds
+    create_token_secret(api, namespace)
+    apply_access(api, namespace, "gone", {"clusterID": CLUSTER_ID})
+    key = (namespace, "gone")
+    async with _controller(cluster, fresh_digitalocean) as controller:
+        controller.observe(AccessObject.from_body(_get(api, namespace, "gone")))
+        client.CustomObjectsApi(api).delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, "gone"
+        )
+        due = await controller.reconcile(key)
+
+        assert due is None
+        assert controller.memory(key) is None
