@@ -107,6 +107,8 @@ def test_lint_passes_in_strict_mode(helm: Helm, values: dict[str, Any]) -> None:
         ("crds.enabled=maybe", "got string, want boolean"),
         ("logging.format=xml", "xml"),
         ("watchNamespaces[0]=Not_A_Namespace", "Not_A_Namespace"),
+        ("workers=0", "minimum"),
+        ("workers=many", "got string, want integer"),
     ],
 )
 def test_the_schema_refuses_unknown_keys_and_wrong_values(
@@ -200,6 +202,11 @@ def test_default_values_render_a_single_cluster_wide_operator(helm: Helm) -> Non
     assert env["DOKS_ACCESS_RATE_LIMIT_PER_MINUTE"] == "250"
     assert env["DOKS_ACCESS_RATE_LIMIT_PER_HOUR"] == "5000"
     assert env["DOKS_ACCESS_RATE_LIMIT_MARGIN"] == "0.1"
+    assert env["DOKS_ACCESS_WORKERS"] == "8"
+
+
+def test_the_number_of_workers_reaches_the_operator(helm: Helm) -> None:
+    assert _env(helm.render(values={"workers": 16}))["DOKS_ACCESS_WORKERS"] == "16"
 
 
 def test_the_pod_is_locked_down_by_default(helm: Helm) -> None:
