@@ -8,10 +8,13 @@ from typing import Any
 import pytest
 
 from doks_access_testkit.emulator import (
+    ALL_SCOPES,
     DEMO_CLUSTER_IDS,
     DEMO_READ_ONLY_TOKEN,
     DEMO_TOKEN,
+    KUBERNETES_ACCESS_CLUSTER,
     KUBERNETES_READ,
+    TAG_READ,
     Cluster,
     EmulatorConfig,
     Identity,
@@ -25,7 +28,9 @@ def test_the_demo_has_a_full_and_a_read_only_token_and_every_kind_of_cluster() -
     config = EmulatorConfig.demo()
     scopes = {t.token: t.scopes for t in config.tokens}
     assert scopes[DEMO_READ_ONLY_TOKEN] == {KUBERNETES_READ}
-    assert len(scopes[DEMO_TOKEN]) == 2
+    assert (
+        scopes[DEMO_TOKEN] == ALL_SCOPES == {KUBERNETES_READ, KUBERNETES_ACCESS_CLUSTER, TAG_READ}
+    )
     modes = {c.name: (c.mode, c.sso) for c in config.clusters}
     assert modes["legacy-cluster"] == ("certificate", False)
     assert modes["sso-cluster"] == ("token", True)
@@ -49,6 +54,8 @@ accounts:
       - name: prod
         region: ams3
         mode: certificate
+        status: degraded
+        tags: [production, "team:a"]
         identity: {username: alice, groups: [devs]}
 faults:
   - {kind: latency, seconds: 0.1, endpoint: kubeconfig}
@@ -62,7 +69,8 @@ faults:
         ("dop_v1_r", "team-a"),
     ]
     (cluster,) = config.clusters
-    assert (cluster.account, cluster.mode) == ("team-a", "certificate")
+    assert (cluster.account, cluster.mode, cluster.status) == ("team-a", "certificate", "degraded")
+    assert cluster.tags == ("production", "team:a")
     assert cluster.identity == Identity(username="alice", groups=("devs",))
     assert config.faults[0].kind == "latency"
 
@@ -77,6 +85,10 @@ faults:
         ({"accounts": [{"name": "a", "clusters": [{"name": "c", "mode": "x"}]}]}, "mode"),
         ({"accounts": [{"name": "a", "tokens": [{"token": "t", "scopes": "read"}]}]}, "scopes"),
         ({"accounts": ["a"]}, "must be a mapping"),
+        ({"accounts": [{"name": "a", "clusters": [{"name": "c", "tags": "prod"}]}]}, "list"),
+        ({"accounts": [{"name": "a", "clusters": [{"name": "c", "tags": [7]}]}]}, "list"),
+        ({"accounts": [{"name": "a", "clusters": [{"name": "c", "tags": ["a b"]}]}]}, "tag"),
+        ({"accounts": [{"name": "a", "clusters": [{"name": "c", "status": "on"}]}]}, "status"),
     ],
 )
 def test_config_mistakes_fail_loudly(data: dict[str, Any], message: str) -> None:

@@ -69,6 +69,9 @@ def _successes() -> list[Case]:
         Case("list_clusters", 200, PATHS["list_clusters"], {"per_page": "1", "page": "2"}),
         Case("get_cluster", 200, PATHS["get_cluster"]),
         Case("get_cluster", 200, f"/v2/kubernetes/clusters/{LEGACY}"),
+        # Without tag:read the clusters have no "tags" key, which the schema allows.
+        Case("list_clusters", 200, PATHS["list_clusters"], token=DEMO_READ_ONLY_TOKEN),
+        Case("get_cluster", 200, PATHS["get_cluster"], token=DEMO_READ_ONLY_TOKEN),
         Case("kubeconfig", 200, PATHS["kubeconfig"], content_type="application/yaml"),
         Case("kubeconfig", 200, PATHS["kubeconfig"], {"expiry_seconds": "60", "type": "token"},
              content_type="application/yaml"),

@@ -127,7 +127,10 @@ def test_a_body_fault_round_trips_through_json(body: str | bytes) -> None:
         ({"kind": "status", "status": 200}, "4xx or 5xx"),
         ({"kind": "error_rate", "probability": 1.5}, "between 0 and 1"),
         ({"kind": "exec_kubeconfig", "endpoint": "credentials"}, "kubeconfig only"),
-        ({"kind": "malformed_body", "endpoint": "get_cluster"}, "credentials or kubeconfig"),
+        (
+            {"kind": "malformed_body", "endpoint": "get_cluster"},
+            "credentials or kubeconfig or list",
+        ),
         ({"kind": "status", "status": "500"}, "wrong type"),
         ({"kind": "drop", "colour": "red"}, "unknown fault field"),
         ({"status": 500}, "needs a kind"),
@@ -136,7 +139,8 @@ def test_a_body_fault_round_trips_through_json(body: str | bytes) -> None:
         ({"kind": "body", "body_base64": "not base64!"}, "not valid base64"),
         ({"kind": "body", "body": "x", "content_type": "a\r\nx-injected: 1"}, "on one line"),
         ({"kind": "drop", "content_type": "text/html"}, "body faults only"),
-        ({"kind": "body", "body": "x", "endpoint": "list_clusters"}, "credentials or kubeconfig"),
+        ({"kind": "body", "body": "x", "endpoint": "get_cluster"}, "kubeconfig or list_clusters"),
+        ({"kind": "oversized_body", "endpoint": "list_clusters"}, "credentials or kubeconfig"),
     ],
 )
 def test_invalid_faults_are_refused_with_a_reason(data: dict[str, Any], message: str) -> None:

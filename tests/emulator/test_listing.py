@@ -93,3 +93,28 @@ def test_a_cluster_carries_the_documented_fields_and_automatic_tags() -> None:
     assert {"name", "region", "version", "node_pools"} <= set(resource)
     assert resource["status"] == {"state": "running"}
     assert resource == cluster_resource(cluster)  # derived ids are stable
+
+
+def test_a_clusters_own_tags_follow_the_automatic_ones_once_each() -> None:
+    cluster = Cluster(name="prod", tags=("production", "k8s", "team:a"))
+    resource = cluster_resource(cluster)
+    assert resource["tags"] == ["k8s", f"k8s:{cluster.id}", "production", "team:a"]
+    assert resource["node_pools"][0]["tags"] == ["k8s", f"k8s:{cluster.id}", "k8s:worker"]
+
+
+def test_without_tag_read_the_tags_key_is_absent_not_empty() -> None:
+    cluster = Cluster(name="prod", tags=("production",))
+    hidden = cluster_resource(cluster, show_tags=False)
+    assert "tags" not in hidden
+    assert hidden == {k: v for k, v in cluster_resource(cluster).items() if k != "tags"}
+
+
+@pytest.mark.parametrize("tag", ["", "a b", "tab\there", "x" * 256, "a/b", "émoji", "a.b"])
+def test_a_tag_digitalocean_would_refuse_is_refused(tag: str) -> None:
+    with pytest.raises(ValueError, match="letters, numbers, colons, dashes or underscores"):
+        Cluster(name="c", tags=(tag,))
+
+
+def test_a_tag_may_use_every_allowed_character_up_to_255() -> None:
+    tags = ("x" * 255, "Team_A:prod-01")
+    assert Cluster(name="c", tags=tags).tags == tags

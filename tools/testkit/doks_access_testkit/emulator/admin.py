@@ -2,15 +2,19 @@
 
 It lives next to the API on the same port but is not part of DigitalOcean's: requests need the
 *admin* token (never an API token), are not rate limited and not counted. It changes faults at
-run time, reads and resets the counters, adds clusters and tokens, and lists the credentials
-issued so far (ids, identities and expiries; the secret tokens are only available in Python).
+run time, reads and resets the counters, adds, changes and removes clusters (so that a test can
+change the account under a running operator), adds tokens, and lists the credentials issued so
+far (ids, identities and expiries; the secret tokens are only available in Python).
 
     GET    /_emulator/health              no token needed
     GET    /_emulator/faults              POST a fault (or {"faults": [...]}); DELETE clears all
     DELETE /_emulator/faults/{id}
     GET    /_emulator/stats               DELETE resets the counters
     DELETE /_emulator/ratelimits          forget every counted request
-    GET    /_emulator/clusters            POST a cluster (see config.cluster_from_dict)
+    GET    /_emulator/clusters            POST a cluster (see config.cluster_from_dict), or
+                                          {"clusters": [...]} to add many at once
+    PATCH  /_emulator/clusters/{id}       any of {"name", "tags", "status", "region"}
+    DELETE /_emulator/clusters/{id}       gone from the API; its bearer tokens stop working
     POST   /_emulator/tokens              {"token"?, "account"?, "scopes"?}
     GET    /_emulator/credentials         ?cluster_id=... to filter
 """
@@ -26,7 +30,11 @@ from aiohttp import web
 
 from doks_access_testkit.emulator import listing
 from doks_access_testkit.emulator.clock import rfc3339_nanoseconds
-from doks_access_testkit.emulator.config import cluster_from_dict, parse_scopes
+from doks_access_testkit.emulator.config import (
+    cluster_changes_from_dict,
+    cluster_from_dict,
+    parse_scopes,
+)
 from doks_access_testkit.emulator.core import Emulation
 from doks_access_testkit.emulator.faults import Fault
 from doks_access_testkit.emulator.state import (
@@ -68,7 +76,9 @@ def add_routes(app: web.Application, *, emulation_key: web.AppKey[Emulation]) ->
         ("DELETE", "/stats", _reset_stats),
         ("DELETE", "/ratelimits", _reset_rate_limits),
         ("GET", "/clusters", _list_clusters),
-        ("POST", "/clusters", _add_cluster),
+        ("POST", "/clusters", _add_clusters),
+        ("PATCH", "/clusters/{cluster_id}", _update_cluster),
+        ("DELETE", "/clusters/{cluster_id}", _remove_cluster),
         ("POST", "/tokens", _add_token),
         ("GET", "/credentials", _credentials),
     ]
@@ -132,14 +142,38 @@ async def _list_clusters(emulation: Emulation, request: web.Request) -> web.Resp
     )
 
 
-async def _add_cluster(emulation: Emulation, request: web.Request) -> web.Response:
+async def _add_clusters(emulation: Emulation, request: web.Request) -> web.Response:
     body = await _body(request)
     if not isinstance(body, dict):
-        raise InvalidInputError("expected a cluster object")
-    cluster = emulation.state.add_cluster(
-        cluster_from_dict(body, account=DEFAULT_ACCOUNT), now=emulation.clock()
-    )
-    return web.json_response({"cluster": describe_cluster(cluster)}, status=201)
+        raise InvalidInputError("expected a cluster object or {'clusters': [...]}")
+    if "clusters" not in body:
+        cluster = emulation.state.add_cluster(
+            cluster_from_dict(body, account=DEFAULT_ACCOUNT), now=emulation.clock()
+        )
+        return web.json_response({"cluster": describe_cluster(cluster)}, status=201)
+    entries = body["clusters"]
+    if set(body) != {"clusters"} or not isinstance(entries, list):
+        raise InvalidInputError("expected {'clusters': [...]} and nothing else")
+    # All parsed before any is added, and added all at once: a bad entry adds none.
+    clusters = [
+        cluster_from_dict(_object(e, "clusters[]"), account=DEFAULT_ACCOUNT) for e in entries
+    ]
+    added = emulation.state.add_clusters(clusters, now=emulation.clock())
+    return web.json_response({"clusters": [describe_cluster(c) for c in added]}, status=201)
+
+
+async def _update_cluster(emulation: Emulation, request: web.Request) -> web.Response:
+    changes = cluster_changes_from_dict(_object(await _body(request), "the changes"))
+    cluster = emulation.state.update_cluster(request.match_info["cluster_id"], **changes)
+    if cluster is None:
+        return _error(404, "not_found", "no such cluster")
+    return web.json_response({"cluster": describe_cluster(cluster)})
+
+
+async def _remove_cluster(emulation: Emulation, request: web.Request) -> web.Response:
+    if not emulation.state.remove_cluster(request.match_info["cluster_id"]):
+        return _error(404, "not_found", "no such cluster")
+    return web.Response(status=204)
 
 
 async def _add_token(emulation: Emulation, request: web.Request) -> web.Response:
@@ -200,6 +234,12 @@ async def _body(request: web.Request) -> Any:
         return json.loads(await request.read() or b"null")
     except ValueError as exc:
         raise ValueError(f"the body is not JSON: {exc}") from exc
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"{what} must be a JSON object, not {value!r}")
+    return value
 
 
 def _error(status: int, error_id: str, message: str) -> web.Response:

@@ -9,6 +9,8 @@ same steps as the real service, and is where faults strike:
 2. authentication (401), then the token's rate-limit windows (429, not counted when refused);
 3. injected status faults (they count against the rate limit, like real upstream errors);
 4. the token's scopes (403), then the endpoint itself (400, 404, 200 with body faults).
+
+Scopes also shape answers: a cluster's ``tags`` are shown only to a token with ``tag:read``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from doks_access_testkit.emulator.ratelimit import RateDecision
 from doks_access_testkit.emulator.state import (
     KUBERNETES_ACCESS_CLUSTER,
     KUBERNETES_READ,
+    TAG_READ,
     ApiToken,
     Cluster,
 )
@@ -115,7 +118,9 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
             return _drop(request)
         return await _answer(request, handler, emulation, endpoint)
     response = await _answer(request, handler, emulation, endpoint)
-    emulation.stats.record(endpoint=endpoint, outcome=str(response.status))
+    token = request.get(_API_TOKEN)
+    account = token.account if isinstance(token, ApiToken) else None
+    emulation.stats.record(endpoint=endpoint, outcome=str(response.status), account=account)
     return response
 
 
@@ -198,17 +203,26 @@ async def _list_clusters(request: web.Request) -> web.Response:
     clusters = emulation.state.clusters(account=token.account)
     url = str(request.url.with_query(None))
     items, links = listing.paginate(clusters, page=page, per_page=per_page, url=url)
-    return _json(
-        {
-            "kubernetes_clusters": [listing.cluster_resource(c) for c in items],
-            "links": links,
-            "meta": {"total": len(clusters)},
-        }
-    )
+    answer = {
+        "kubernetes_clusters": [
+            listing.cluster_resource(c, show_tags=TAG_READ in token.scopes) for c in items
+        ],
+        "links": links,
+        "meta": {"total": len(clusters)},
+    }
+    faults = emulation.faults.take_body("list_clusters")
+    if not faults:
+        return _json(answer)
+    # A hostile listing: the test's own body, or JSON cut in the middle.
+    body = kubeconfigs.break_bytes(json.dumps(answer).encode(), faults, yaml_body=False)
+    return _body_response(body, kubeconfigs.content_type(faults, default="application/json"))
 
 
 async def _get_cluster(request: web.Request) -> web.Response:
-    return _json({"kubernetes_cluster": listing.cluster_resource(_cluster(request))})
+    show_tags = TAG_READ in _token(request).scopes
+    return _json(
+        {"kubernetes_cluster": listing.cluster_resource(_cluster(request), show_tags=show_tags)}
+    )
 
 
 async def _get_kubeconfig(request: web.Request) -> web.Response:

@@ -53,7 +53,8 @@ class EmulatorConfig:
 
     @classmethod
     def demo(cls, **overrides: Any) -> EmulatorConfig:
-        """One account with a full-access and a read-only token, and a few kinds of cluster."""
+        """One account with a full-access and a read-only token (no ``tag:read``: it sees no
+        tags), and a few kinds of cluster, two of them tagged ``production`` and ``staging``."""
         return dataclasses.replace(cls.from_dict(_DEMO), **overrides)
 
     @classmethod
@@ -82,6 +83,8 @@ class EmulatorConfig:
                 id: bd5f5959-5e1e-4205-a714-a914373942af   # optional
                 mode: token            # or certificate
                 sso: false
+                status: running        # or provisioning, degraded, error, ...
+                tags: [production, team-a]   # shown after the automatic k8s, k8s:<id>
                 identity: {username: alice, groups: [system:masters]}
         faults:
           - {kind: latency, seconds: 0.5, endpoint: kubeconfig}
@@ -131,11 +134,16 @@ def _account(data: Mapping[str, Any]) -> tuple[list[ApiToken], list[Cluster]]:
     return tokens, clusters
 
 
+CLUSTER_CHANGES = frozenset({"name", "tags", "status", "region"})
+
+
 def cluster_from_dict(data: Mapping[str, Any], *, account: str) -> Cluster:
     """A cluster from its config or admin-API form."""
-    fields = {"name", "region", "id", "version", "mode", "sso", "status", "identity", "account"}
+    fields = {"version", "mode", "sso", "id", "identity", "account"} | CLUSTER_CHANGES
     _only(data, fields, "cluster")
     values = {k: v for k, v in data.items() if k not in ("identity", "account")}
+    if "tags" in data:
+        values["tags"] = parse_tags(data["tags"])
     if "identity" in data:
         identity = _mapping(data["identity"], "cluster.identity")
         _only(identity, {"username", "groups"}, "cluster.identity")
@@ -146,6 +154,29 @@ def cluster_from_dict(data: Mapping[str, Any], *, account: str) -> Cluster:
         return Cluster(account=str(data.get("account", account)), **values)
     except TypeError as exc:  # a missing name, for example
         raise ValueError(f"invalid cluster: {exc}") from exc
+
+
+def cluster_changes_from_dict(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``update_cluster`` from an admin PATCH body, types checked.
+
+    The values themselves (a known status, well-formed tags) are checked by the changed cluster.
+    """
+    _only(data, set(CLUSTER_CHANGES), "cluster changes (name, tags, status, region)")
+    changes: dict[str, Any] = {}
+    for key in ("name", "status", "region"):
+        if key in data:
+            if not isinstance(data[key], str):
+                raise InvalidInputError(f"cluster {key} must be a string, not {data[key]!r}")
+            changes[key] = data[key]
+    if "tags" in data:
+        changes["tags"] = parse_tags(data["tags"])
+    return changes
+
+
+def parse_tags(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise InvalidInputError(f"cluster tags must be a list of strings, not {value!r}")
+    return tuple(value)
 
 
 def parse_scopes(value: Any) -> frozenset[str]:
@@ -182,8 +213,8 @@ _DEMO: dict[str, Any] = {
                 {"token": DEMO_READ_ONLY_TOKEN, "name": "read-only", "scopes": [KUBERNETES_READ]},
             ],
             "clusters": [
-                {"name": "prod-cluster-01", "region": "nyc1"},
-                {"name": "staging-cluster-01", "region": "fra1"},
+                {"name": "prod-cluster-01", "region": "nyc1", "tags": ["production"]},
+                {"name": "staging-cluster-01", "region": "fra1", "tags": ["staging"]},
                 {"name": "legacy-cluster", "region": "ams3", "mode": "certificate"},
                 {"name": "sso-cluster", "region": "sfo3", "sso": True},
             ],

@@ -51,6 +51,8 @@ BODY_KINDS = frozenset(
 )
 _CREDENTIAL_ENDPOINTS = frozenset({"kubeconfig", "credentials"})
 _KUBECONFIG_ONLY = frozenset({"exec_kubeconfig", "auth_provider_kubeconfig"})
+# Body faults a listing can get too, when the fault names that endpoint.
+_LISTING_TOO = frozenset({"body", "malformed_body"})
 DEFAULT_HANG_SECONDS = 3600.0
 DEFAULT_ERROR_STATUS = 500
 
@@ -116,7 +118,9 @@ class Fault:
         ):
             raise ValueError("content_type is for body faults only, on one line")
         if kind in BODY_KINDS and self.endpoint is not None:
-            allowed = {"kubeconfig"} if kind in _KUBECONFIG_ONLY else _CREDENTIAL_ENDPOINTS
+            allowed = {"kubeconfig"} if kind in _KUBECONFIG_ONLY else set(_CREDENTIAL_ENDPOINTS)
+            if kind in _LISTING_TOO:
+                allowed.add("list_clusters")
             if self.endpoint not in allowed:
                 raise ValueError(f"a {kind} fault applies to {' or '.join(sorted(allowed))} only")
 
@@ -137,7 +141,9 @@ class Fault:
         if self.kind in _KUBECONFIG_ONLY:
             return endpoint == "kubeconfig"
         if self.kind in BODY_KINDS:
-            return endpoint in _CREDENTIAL_ENDPOINTS
+            return endpoint in _CREDENTIAL_ENDPOINTS or (
+                endpoint == "list_clusters" and self.endpoint == endpoint
+            )
         return True
 
     @classmethod

@@ -50,12 +50,16 @@ def paginate(
     return list(items[start : start + per_page]), ({"pages": pages} if pages else {})
 
 
-def cluster_resource(cluster: Cluster) -> dict[str, Any]:
-    """A cluster object shaped like ``models/cluster_read.yml`` (one small node pool)."""
+def cluster_resource(cluster: Cluster, *, show_tags: bool = True) -> dict[str, Any]:
+    """A cluster object shaped like ``models/cluster_read.yml`` (one small node pool).
+
+    The cluster's ``tags`` "require ``tag:read`` scope": without it (``show_tags=False``) the key
+    is left out entirely, which is what a client must cope with.
+    """
     created = rfc3339_seconds(cluster.created_at or 0.0)
     tags = ["k8s", f"k8s:{cluster.id}"]
     pool_id = _derived_uuid(cluster, "pool")
-    return {
+    resource: dict[str, Any] = {
         "id": cluster.id,
         "name": cluster.name,
         "region": cluster.region,
@@ -64,7 +68,7 @@ def cluster_resource(cluster: Cluster) -> dict[str, Any]:
         "service_subnet": "10.245.0.0/16",
         "vpc_uuid": _derived_uuid(cluster, "vpc"),
         "endpoint": cluster.endpoint,
-        "tags": tags,
+        "tags": list(dict.fromkeys([*tags, *cluster.tags])),  # a tag is there once or not at all
         "node_pools": [
             {
                 "id": pool_id,
@@ -103,6 +107,9 @@ def cluster_resource(cluster: Cluster) -> dict[str, Any]:
         "sso": {"enabled": cluster.sso, "required": False},
         "routing_agent": {"enabled": False},
     }
+    if not show_tags:
+        del resource["tags"]
+    return resource
 
 
 def _positive(raw: str | None, *, name: str, default: int) -> int:

@@ -25,7 +25,7 @@ import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -313,6 +313,37 @@ class Emulator:
     def add_cluster(self, cluster: Cluster) -> Cluster:
         return self.emulation.state.add_cluster(cluster, now=self.emulation.clock())
 
+    def add_clusters(self, clusters: Iterable[Cluster]) -> list[Cluster]:
+        """Add a whole fleet at once (all or none), listed in the order given."""
+        return self.emulation.state.add_clusters(clusters, now=self.emulation.clock())
+
+    def update_cluster(
+        self,
+        cluster_id: str,
+        *,
+        name: str | None = None,
+        tags: Iterable[str] | None = None,
+        status: str | None = None,
+        region: str | None = None,
+    ) -> Cluster:
+        """Change what the API shows of a cluster; ``None`` leaves a field as it is.
+
+        The id, the place in listings and the credentials already issued stay. Raises KeyError
+        for an unknown id and ValueError for a bad value (then nothing changes).
+        """
+        cluster = self.emulation.state.update_cluster(
+            cluster_id, name=name, tags=tags, status=status, region=region
+        )
+        if cluster is None:
+            raise KeyError(f"no cluster with id {cluster_id}")
+        return cluster
+
+    def remove_cluster(self, cluster_id: str) -> bool:
+        """Delete a cluster: the API forgets it (404) and the token webhook refuses its bearer
+        tokens. Client certificates it issued are not revoked (the local apiserver trusts its
+        client CA), though the kubeconfig endpoint no longer mints any. False if unknown."""
+        return self.emulation.state.remove_cluster(cluster_id)
+
     def clusters(self) -> list[Cluster]:
         return self.emulation.state.clusters()
 
@@ -335,9 +366,15 @@ class Emulator:
         return self.emulation.stats.snapshot()
 
     def request_count(
-        self, endpoint: str | None = None, *, outcome: str | int | None = None
+        self,
+        endpoint: str | None = None,
+        *,
+        outcome: str | int | None = None,
+        account: str | None = None,
     ) -> int:
-        return self.emulation.stats.count(endpoint=endpoint, outcome=outcome)
+        """Requests answered so far; ``account``: only those made with that account's tokens
+        (and answered past authentication)."""
+        return self.emulation.stats.count(endpoint=endpoint, outcome=outcome, account=account)
 
     def reset_stats(self) -> None:
         self.emulation.stats.reset()
