@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,8 @@ from doks_access_testkit.emulator import ApiToken, Cluster, Emulator, EmulatorCo
 from doks_access_testkit.processes import ManagedProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CRD_PATH = REPO_ROOT / "crds" / "doclusteraccesses.doks-access.dev.yaml"
+CRD_DIR = REPO_ROOT / "crds"
+CRD_PATH = CRD_DIR / "doclusteraccesses.doks-access.dev.yaml"
 TOKEN = "dop_v1_" + "be7c" * 16
 # Limits no scenario reaches: DigitalOcean's own are scenario 6's subject, not the others'.
 UNLIMITED = RateLimits(per_hour=10_000_000, per_minute=1_000_000)
@@ -47,9 +48,17 @@ class Target:
 
 def fleet_emulator(*, clusters: int, limits: RateLimits) -> Emulator:
     """An emulator with one token and ``clusters`` token-mode clusters (not started)."""
+    return account_emulator(
+        (Cluster(name=f"bench-{i:03d}", region="nyc1") for i in range(clusters)), limits=limits
+    )
+
+
+def account_emulator(clusters: Iterable[Cluster], *, limits: RateLimits) -> Emulator:
+    """An emulator with one account: the benchmark's token and ``clusters``, listed in this
+    order (not started)."""
     config = EmulatorConfig(
         tokens=(ApiToken(token=TOKEN, name="bench"),),
-        clusters=tuple(Cluster(name=f"bench-{i:03d}", region="nyc1") for i in range(clusters)),
+        clusters=tuple(clusters),
         rate_limits=limits,
     )
     return Emulator(config=config)
@@ -186,8 +195,17 @@ class OperatorProcess:
 
 
 def crd_document() -> dict[str, object]:
+    """The DOClusterAccess CRD alone."""
     document: dict[str, object] = yaml.safe_load(CRD_PATH.read_text())
     return document
+
+
+def crd_documents() -> list[dict[str, object]]:
+    """Every CRD of ``crds/``: the operator refuses to start unless all of them are installed."""
+    documents: list[dict[str, object]] = [
+        yaml.safe_load(path.read_text()) for path in sorted(CRD_DIR.glob("*.yaml"))
+    ]
+    return documents
 
 
 def local_control_plane(stack: contextlib.ExitStack) -> ControlPlane:

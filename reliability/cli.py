@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.kubeapi import BenchKube
-from bench.stack import crd_document
+from bench.stack import crd_documents
 from doks_access_testkit.binaries import control_plane_bin_dir
 from doks_access_testkit.controlplane import ControlPlane
 from reliability import report, rig, scenarios
@@ -75,7 +75,8 @@ async def _run(
             target: dict[str, Any] = {"start_seconds": round(time.monotonic() - started, 1)}
             async with BenchKube.connect(plane.admin_kubeconfig_path) as kube:
                 target["version"] = await kube.server_version()
-                await kube.apply_crd(crd_document())
+                for document in crd_documents():  # the operator needs every CRD
+                    await kube.apply_crd(document)
                 the_rig = rig.Rig(
                     kube=kube,
                     kubeconfig=plane.admin_kubeconfig_path,

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING
 from doks_access import __version__, config, digitalocean, kube, kubeconfig, logs, rendering, spec
 
 if TYPE_CHECKING:
-    from doks_access import controller, dependencies
+    from doks_access import controller, dependencies, dispatch
 
 logger = logging.getLogger(__name__)
 
 PROGRAM = "doks-access"
 # The variable doctl reads too; a token on the command line would be visible to every local user.
 TOKEN_ENV = "DIGITALOCEAN_ACCESS_TOKEN"  # noqa: S105 - a variable name, not a secret
+SET_WORKERS = 2  # reconciliations of DOClusterAccessSets at once
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,22 +122,28 @@ async def _operate(settings: config.OperatorConfig, deps: dependencies.Dependenc
     """Metrics and liveness for the whole process (a standby answers too); then the operator."""
     import kopf
 
-    from doks_access import controller, dispatch, handlers, health, metrics
+    from doks_access import controller, dispatch, fleet, handlers, health, metrics
 
     dispatcher: dispatch.Dispatcher[tuple[str, str]] = dispatch.Dispatcher(workers=settings.workers)
     keeper = controller.Controller(deps=deps, dispatcher=dispatcher)
+    # Sets have their own few workers: a fleet's listing never waits behind credentials.
+    set_dispatcher: dispatch.Dispatcher[tuple[str, str]] = dispatch.Dispatcher(workers=SET_WORKERS)
+    sets = fleet.SetController(deps=deps, dispatcher=set_dispatcher)
 
     async def operate() -> None:
-        # The dispatcher and Kopf's watches start and stop together: losing the Lease cancels
-        # this, and with it both.
-        async with dispatcher.running(keeper.reconcile):
+        # The dispatchers and Kopf's watches start and stop together: losing the Lease cancels
+        # this, and with it all of them.
+        async with (
+            dispatcher.running(keeper.reconcile),
+            set_dispatcher.running(sets.reconcile),
+        ):
             await kopf.operator(
                 registry=handlers.registry(),
                 clusterwide=not settings.namespaces,
                 namespaces=list(settings.namespaces),
                 standalone=True,
                 liveness_endpoint=None,  # served below, for standbys too
-                memo=kopf.Memo(deps=deps, controller=keeper),
+                memo=kopf.Memo(deps=deps, controller=keeper, sets=sets),
             )
 
     async with contextlib.AsyncExitStack() as stack:
@@ -145,7 +152,7 @@ async def _operate(settings: config.OperatorConfig, deps: dependencies.Dependenc
                 _serving(metrics.serving(deps.metrics, settings.metrics_endpoint), "metrics")
             )
         if settings.liveness_endpoint:
-            problems = functools.partial(_stuck, keeper)
+            problems = functools.partial(_stuck, keeper, set_dispatcher)
             await stack.enter_async_context(
                 _serving(health.serving(settings.liveness_endpoint, problems=problems), "liveness")
             )
@@ -156,10 +163,12 @@ async def _operate(settings: config.OperatorConfig, deps: dependencies.Dependenc
         return await _lead(settings, deps, operate)
 
 
-def _stuck(keeper: controller.Controller) -> list[str]:
+def _stuck(keeper: controller.Controller, sets: dispatch.Dispatcher[tuple[str, str]]) -> list[str]:
     from doks_access import health
 
-    return health.stuck(keeper.in_flight(), now=health.loop_time())
+    now = health.loop_time()
+    stuck_sets = health.stuck(sets.in_flight(), now=now)
+    return health.stuck(keeper.in_flight(), now=now) + [f"set {name}" for name in stuck_sets]
 
 
 @contextlib.asynccontextmanager

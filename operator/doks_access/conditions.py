@@ -36,6 +36,7 @@ __all__ = [
     "Situation",
     "StalledReason",
     "conditions_for",
+    "transition_time",
 ]
 
 
@@ -174,7 +175,7 @@ def conditions_for(
             reason=reason or "",
             message=message,
             observed_generation=situation.generation,
-            last_transition_time=_transition_time(previous, kind=kind, status=status, now=now),
+            last_transition_time=transition_time(previous, kind=kind, status=status, now=now),
         )
         for kind, status, reason, message in candidates
         if kind is ConditionType.READY or status
@@ -217,7 +218,7 @@ def _join(message: str, situation: Situation) -> str:
     return f"{message} {situation.detail}" if situation.detail else message
 
 
-def _transition_time(
+def transition_time(
     previous: Sequence[Condition],
     *,
     kind: ConditionType,

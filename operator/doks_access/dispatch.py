@@ -101,6 +101,7 @@ class _Entry:
     due: float | None = None  # loop time it falls due; None: not scheduled
     woken: bool = False  # waiting in the woken queue
     again: bool = False  # woken while running: run once more right after
+    later: float | None = None  # scheduled while running: due no later than this after the run
     task: asyncio.Task[None] | None = None  # the running reconciliation
     slot: _Slot | None = None
 
@@ -135,6 +136,22 @@ class Dispatcher(Generic[K]):
             entry.woken = True
             self._woken.append(key)
             self._changed.set()
+
+    def schedule(self, key: K, at: float) -> None:
+        """Run ``key`` no later than loop time ``at`` (sooner if it is already due or woken)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry()
+        if entry.task is not None:
+            entry.later = at if entry.later is None else min(entry.later, at)
+            return
+        if entry.woken or (entry.due is not None and entry.due <= at):
+            return
+        if entry.due is not None:
+            self._stale += 1  # its heap item: superseded by the earlier one
+        entry.due = at
+        heapq.heappush(self._heap, (at, next(self._order), key))
+        self._changed.set()
 
     def forget(self, key: K) -> None:
         """Drop ``key``: nothing more runs for it, and a running reconciliation is cancelled."""
@@ -278,7 +295,11 @@ class Dispatcher(Generic[K]):
             self._settle(key, entry, due)
 
     def _settle(self, key: K, entry: _Entry, due: float | None) -> None:
-        """After a run: again if woken meanwhile, else at ``due``, else forget the key."""
+        """After a run: again if woken meanwhile, else at ``due`` (or when it was scheduled for
+        meanwhile, if sooner), else forget the key."""
+        if entry.later is not None:
+            due = entry.later if due is None else min(due, entry.later)
+            entry.later = None
         if entry.again:
             entry.again, entry.woken = False, True
             self._woken.append(key)

@@ -2,7 +2,9 @@
 
 Kopf lists and watches DOClusterAccess objects and the Secrets the operator manages (by its label,
 server-side), and hands each event to the :class:`~doks_access.controller.Controller`, which keeps
-a trimmed record and wakes the object in the dispatcher when there is news. There are no Kopf
+a trimmed record and wakes the object in the dispatcher when there is news. DOClusterAccessSet
+events go to the :class:`~doks_access.fleet.SetController`, which is also told of every event of
+a set's child (a DOClusterAccess whose controlling owner is a set). There are no Kopf
 daemons, timers or change handlers: nothing per object lives in Kopf between events, Kopf writes
 no annotations, and no finalizer is needed (owned Secrets are garbage-collected through their
 ownerReference).
@@ -25,6 +27,7 @@ import kopf
 from doks_access import bookkeeping, kube
 from doks_access.controller import Controller
 from doks_access.dependencies import Dependencies
+from doks_access.fleet import SetController, SetObject
 from doks_access.objects import AccessObject
 
 # The daemons' finalizer, kept so that Kopf takes it off objects the daemon-based versions made.
@@ -92,14 +95,35 @@ async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
 @kopf.on.event(kube.GROUP, kube.VERSION, kube.PLURAL, id="doclusteraccess")
 async def access_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     controller: Controller = memo["controller"]
-    if event["type"] == "DELETED":
-        controller.forget((body.metadata.namespace or "", body.metadata.name or ""))
-        return
     key = (body.metadata.namespace or "", body.metadata.name or "")
+    owner = _owning_set(body)
+    if owner is not None:  # a set's child: the set looks at its news (status, edit, deletion)
+        sets: SetController = memo["sets"]
+        sets.child_changed((key[0], owner))
+    if event["type"] == "DELETED":
+        controller.forget(key)
+        return
     memory = controller.memory(key)
     controller.observe(
         AccessObject.from_body(event["object"], known=memory.obj if memory else None)
     )
+
+
+@kopf.on.event(kube.GROUP, kube.VERSION, kube.SET_PLURAL, id="doclusteraccessset")
+async def set_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    sets: SetController = memo["sets"]
+    key = (body.metadata.namespace or "", body.metadata.name or "")
+    if event["type"] == "DELETED":
+        sets.forget(key)
+        return
+    sets.observe(SetObject.from_body(event["object"], known=sets.memory(key)))
+
+
+def _owning_set(body: kopf.Body) -> str | None:
+    for owner in body.metadata.get("ownerReferences") or ():
+        if owner.get("controller") and owner.get("kind") == kube.SET_KIND:
+            return str(owner.get("name") or "") or None
+    return None
 
 
 @kopf.on.event(

@@ -42,6 +42,8 @@ GROUP = "doks-access.dev"
 VERSION = "v1alpha1"
 PLURAL = "doclusteraccesses"
 KIND = "DOClusterAccess"
+SET_PLURAL = "doclusteraccesssets"
+SET_KIND = "DOClusterAccessSet"
 COMPONENT = "doks-access-operator"
 _MERGE_PATCH = "application/merge-patch+json"
 
@@ -187,12 +189,13 @@ def _error(status: int, message: str) -> KubeError:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Involved:
-    """The DOClusterAccess an event is about."""
+    """The object (a DOClusterAccess unless ``kind`` says otherwise) an event is about."""
 
     namespace: str
     name: str
     uid: str
     resource_version: str | None = None
+    kind: str = KIND
 
 
 class Kube:
@@ -293,15 +296,9 @@ class Kube:
         self, *, namespace: str, name: str, patch: Mapping[str, object]
     ) -> dict[str, Any]:
         """Merge-patch the status subresource of one DOClusterAccess; return the patched object."""
-        patched = await self._json(
-            "PATCH",
-            f"{_access_path(namespace, name)}/status",
-            body={"status": dict(patch)},
-            content_type=_MERGE_PATCH,
-            what=f"updating the status of {namespace}/{name}",
+        return await self._patch_status(
+            _access_path(namespace, name), patch, what=f"updating the status of {namespace}/{name}"
         )
-        self._wrote("Status")
-        return patched
 
     async def emit_event(
         self,
@@ -316,7 +313,7 @@ class Kube:
         namespace = involved.namespace
         reference: dict[str, object] = {
             "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": KIND,
+            "kind": involved.kind,
             "name": involved.name,
             "namespace": namespace,
             "uid": involved.uid,
@@ -350,40 +347,127 @@ class Kube:
         )
         self._wrote("Event")
 
+    async def list_access(self, *, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """The DOClusterAccess objects of ``namespace`` that carry the labels selected."""
+        listed = await self._json(
+            "GET",
+            _access_path(namespace),
+            query=[("labelSelector", label_selector)],
+            what=f"listing {PLURAL} in {namespace}",
+        )
+        items = listed.get("items")
+        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+    async def create_access(self, *, namespace: str, manifest: Mapping[str, object]) -> None:
+        """Create a DOClusterAccess; :class:`ConflictError` when the name is taken."""
+        await self._json(
+            "POST",
+            _access_path(namespace),
+            query=[("fieldManager", COMPONENT)],
+            body=manifest,
+            what=f"creating {KIND} {namespace}/{_name_of(manifest)}",
+        )
+        self._wrote(KIND)
+
+    async def patch_access(
+        self, *, namespace: str, name: str, uid: str, patch: Mapping[str, Any]
+    ) -> None:
+        """Merge-patch a DOClusterAccess, only if it is still the object ``uid`` names."""
+        metadata = dict(patch.get("metadata") or {})
+        body = {**patch, "metadata": {**metadata, "uid": uid}}  # uid: a precondition
+        await self._json(
+            "PATCH",
+            _access_path(namespace, name),
+            query=[("fieldManager", COMPONENT)],
+            body=body,
+            content_type=_MERGE_PATCH,
+            what=f"updating {KIND} {namespace}/{name}",
+        )
+        self._wrote(KIND)
+
+    async def delete_access(self, *, namespace: str, name: str, uid: str, orphan: bool) -> None:
+        """Delete a DOClusterAccess if it is still ``uid``; ``orphan`` keeps what it owns (its
+        Secret), which the garbage collector then releases. Absence is not an error."""
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": {"uid": uid},
+            "propagationPolicy": "Orphan" if orphan else "Background",
+        }
+        with contextlib.suppress(NotFoundError):
+            await self._json(
+                "DELETE",
+                _access_path(namespace, name),
+                body=options,
+                what=f"deleting {KIND} {namespace}/{name}",
+            )
+            self._wrote(KIND)
+
+    async def patch_set_status(
+        self, *, namespace: str, name: str, patch: Mapping[str, object]
+    ) -> dict[str, Any]:
+        """Merge-patch the status subresource of one DOClusterAccessSet."""
+        what = f"updating the status of {SET_KIND} {namespace}/{name}"
+        return await self._patch_status(_set_path(namespace, name), patch, what=what)
+
+    async def _patch_status(
+        self, path: str, patch: Mapping[str, object], *, what: str
+    ) -> dict[str, Any]:
+        patched = await self._json(
+            "PATCH",
+            f"{path}/status",
+            body={"status": dict(patch)},
+            content_type=_MERGE_PATCH,
+            what=what,
+        )
+        self._wrote("Status")
+        return patched
+
+    async def set_exists(self, *, namespace: str, name: str) -> bool:
+        """Whether the DOClusterAccessSet ``namespace/name`` exists."""
+        return await self._exists(_set_path(namespace, name), f"{SET_KIND} {namespace}/{name}")
+
     async def access_exists(self, *, namespace: str, name: str) -> bool:
         """Whether the DOClusterAccess ``namespace/name`` exists."""
+        return await self._exists(_access_path(namespace, name), f"{KIND} {namespace}/{name}")
+
+    async def _exists(self, path: str, described: str) -> bool:
         try:
-            await self._json(
-                "GET", _access_path(namespace, name), what=f"reading {KIND} {namespace}/{name}"
-            )
+            await self._json("GET", path, what=f"reading {described}")
         except NotFoundError:
             return False
         return True
 
     async def check_access(self, *, namespaces: tuple[str, ...]) -> None:
-        """Prove at start-up that the CRD exists and DOClusterAccess objects can be listed where
-        the operator works (every namespace when ``namespaces`` is empty).
+        """Prove at start-up that the CRDs exist and their objects can be listed where the
+        operator works (every namespace when ``namespaces`` is empty).
 
         :class:`StartupError` for what waiting cannot fix (401, 403, 404); an API server that
         does not answer is given :data:`PREFLIGHT_PATIENCE` seconds.
         """
-        for namespace in namespaces or (None,):
-            await self._check_listing(namespace)
+        for plural, kind in ((PLURAL, KIND), (SET_PLURAL, SET_KIND)):
+            for namespace in namespaces or (None,):
+                await self._check_listing(namespace, plural=plural, kind=kind)
 
-    async def _check_listing(self, namespace: str | None) -> None:
+    async def _check_listing(self, namespace: str | None, *, plural: str, kind: str) -> None:
         where = f"in namespace {namespace}" if namespace else "in all namespaces"
-        path = _access_path(namespace) if namespace else f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+        collection = f"/apis/{GROUP}/{VERSION}"
+        path = (
+            f"{collection}/namespaces/{_quoted(namespace)}/{plural}"
+            if namespace
+            else f"{collection}/{plural}"
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PREFLIGHT_PATIENCE
         while True:
             try:
                 await self._json(
-                    "GET", path, query=[("limit", "1")], what=f"listing {PLURAL}.{GROUP} {where}"
+                    "GET", path, query=[("limit", "1")], what=f"listing {plural}.{GROUP} {where}"
                 )
             except KubeError as exc:
                 if exc.status == 404:
                     raise StartupError(
-                        f"the {KIND} CRD ({PLURAL}.{GROUP}) is not installed: apply crds/ first"
+                        f"the {kind} CRD ({plural}.{GROUP}) is not installed: apply crds/ first"
                     ) from None
                 if exc.status in (401, 403):
                     raise StartupError(
@@ -440,6 +524,11 @@ def _secret_path(namespace: str, name: str | None = None) -> str:
 
 def _access_path(namespace: str, name: str | None = None) -> str:
     base = f"/apis/{GROUP}/{VERSION}/namespaces/{_quoted(namespace)}/{PLURAL}"
+    return base if name is None else f"{base}/{_quoted(name)}"
+
+
+def _set_path(namespace: str, name: str | None = None) -> str:
+    base = f"/apis/{GROUP}/{VERSION}/namespaces/{_quoted(namespace)}/{SET_PLURAL}"
     return base if name is None else f"{base}/{_quoted(name)}"
 
 

@@ -27,6 +27,7 @@ from doks_access import endpoints
 
 OBJECT_LABELS = ("namespace", "name", "cluster_id")
 READY_VALUES = ("True", "False", "Unknown")
+SET_STATES = ("matched", "ready", "pending", "refused")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,8 +92,21 @@ class Metrics:
         )
         self.writes = Counter(
             "doks_access_kubernetes_writes",
-            "Kubernetes API writes by kind: Secret, Status, Event.",
+            "Kubernetes API writes by kind: Secret, Status, Event, DOClusterAccess.",
             ("kind",),
+            registry=r,
+        )
+        self.set_clusters = Gauge(
+            "doks_access_set_clusters",
+            "Clusters of a DOClusterAccessSet: matched by its selector, with a Ready child, "
+            "pending (not running yet), refused (target names collide, invalid rendering).",
+            ("namespace", "name", "state"),
+            registry=r,
+        )
+        self.set_stalled = Gauge(
+            "doks_access_set_stalled",
+            "1 while a DOClusterAccessSet is Stalled (a problem that needs a human).",
+            ("namespace", "name"),
             registry=r,
         )
 
@@ -112,6 +126,21 @@ class Metrics:
     def forget_object(self, *, namespace: str, name: str) -> None:
         """The object is gone (or no longer ours): its series go too."""
         self._objects.pop((namespace, name), None)
+
+    def observe_set(
+        self, *, namespace: str, name: str, counts: Mapping[str, int], stalled: bool
+    ) -> None:
+        """A set's counts by state (``SET_STATES``) and whether it is Stalled."""
+        for state in SET_STATES:
+            self.set_clusters.labels(namespace, name, state).set(counts.get(state, 0))
+        self.set_stalled.labels(namespace, name).set(1 if stalled else 0)
+
+    def forget_set(self, *, namespace: str, name: str) -> None:
+        for state in SET_STATES:
+            with contextlib.suppress(KeyError):
+                self.set_clusters.remove(namespace, name, state)
+        with contextlib.suppress(KeyError):
+            self.set_stalled.remove(namespace, name)
 
     def renewal_result(self, result: str) -> None:
         self.renewals.labels(result).inc()

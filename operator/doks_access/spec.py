@@ -43,7 +43,9 @@ __all__ = [
     "SecretKeyRef",
     "Target",
     "cluster_api_name",
+    "parse_annotations",
     "parse_duration",
+    "parse_labels",
     "parse_spec",
 ]
 
@@ -237,8 +239,8 @@ def _target(value: object, *, object_name: str) -> Target:
         name=secret_name,
         format=target_format,
         key=_data_key(target.get("key"), target_format),
-        labels=_labels(target.get("labels")),
-        annotations=_annotations(target.get("annotations")),
+        labels=parse_labels(target.get("labels")),
+        annotations=parse_annotations(target.get("annotations")),
         deletion_policy=_deletion_policy(target.get("deletionPolicy")),
         adopt=_boolean(target.get("adopt"), "spec.target.adopt"),
     )
@@ -265,19 +267,21 @@ def _data_key(value: object, target_format: Format) -> str | None:
     return "value"
 
 
-def _labels(value: object) -> Mapping[str, str]:
-    labels = _string_map(value, "spec.target.labels")
+def parse_labels(value: object, field: str = "spec.target.labels") -> Mapping[str, str]:
+    """Labels as Kubernetes accepts them (keys and values), or :class:`InvalidSpecError`."""
+    labels = _string_map(value, field)
     for key, text in labels.items():
-        _check_qualified_name(key, f"spec.target.labels[{key}]")
+        _check_qualified_name(key, f"{field}[{key}]")
         if not _is_label_value(text):
-            raise InvalidSpecError(f"spec.target.labels[{key}]", "is not a valid label value")
+            raise InvalidSpecError(f"{field}[{key}]", "is not a valid label value")
     return labels
 
 
-def _annotations(value: object) -> Mapping[str, str]:
-    annotations = _string_map(value, "spec.target.annotations")
+def parse_annotations(value: object, field: str = "spec.target.annotations") -> Mapping[str, str]:
+    """Annotations with keys Kubernetes accepts, or :class:`InvalidSpecError`."""
+    annotations = _string_map(value, field)
     for key in annotations:
-        _check_qualified_name(key, f"spec.target.annotations[{key}]")
+        _check_qualified_name(key, f"{field}[{key}]")
     return annotations
 
 

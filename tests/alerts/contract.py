@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import promql_parser
 
 OBJECT = frozenset({"namespace", "name", "cluster_id"})
+SET = frozenset({"namespace", "name"})
 
 # Metric name -> the labels the operator gives it.
 METRICS: dict[str, frozenset[str]] = {
@@ -27,6 +28,8 @@ METRICS: dict[str, frozenset[str]] = {
     "doks_access_managed_objects": frozenset(),
     "doks_access_expired_objects": frozenset(),
     "doks_access_kubernetes_writes_total": frozenset({"kind"}),
+    "doks_access_set_clusters": SET | {"state"},
+    "doks_access_set_stalled": SET,
 }
 # Labels Prometheus adds to every scraped series (the scrape target's).
 TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod", "service", "container"})

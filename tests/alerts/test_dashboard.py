@@ -37,8 +37,8 @@ def _as_sent(expr: str) -> str:
 
 def test_the_dashboard_has_a_panel_for_each_question_an_operator_asks() -> None:
     used = {name for _, expr in _queries() for name, _ in contract.selectors(_as_sent(expr))}
-    # Time to expiry, readiness, renewals, requests, latency, rate limits, objects, failures and
-    # Kubernetes writes: every metric of the operator's is on the dashboard.
+    # Time to expiry, readiness, renewals, requests, latency, rate limits, objects, failures,
+    # Kubernetes writes and sets: every metric of the operator's is on the dashboard.
     assert used == set(contract.METRICS) - {
         "doks_access_credential_renewal_timestamp_seconds",
         "doks_access_digitalocean_request_duration_seconds_sum",

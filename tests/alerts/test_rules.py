@@ -19,6 +19,8 @@ from tests.chart.helm import Helm
 ALERTS = {
     "DOKSAccessCredentialExpiringWhileRenewalsFail": ("warning", "10m"),
     "DOKSAccessCredentialExpired": ("critical", None),
+    "DOKSAccessSetStalled": ("warning", "15m"),
+    "DOKSAccessSetNotReady": ("warning", "30m"),
     "DOKSAccessDigitalOceanErrors": ("warning", "15m"),
     "DOKSAccessOperatorDown": ("critical", "5m"),
 }
@@ -34,7 +36,7 @@ def _alerts(rules: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # --- parsed by a real PromQL parser ---------------------------------------------------------
 
 
-def test_the_chart_renders_the_four_alerts_with_their_severity_and_delay(
+def test_the_chart_renders_every_alert_with_its_severity_and_delay(
     rules: dict[str, Any],
 ) -> None:
     alerts = _alerts(rules)
@@ -120,7 +122,7 @@ def test_promtool_accepts_the_rules_as_a_plain_rules_file(
 ) -> None:
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
     output = _promtool(promtool, "check", "rules", "--lint=all", "rules.yaml", cwd=tmp_path)
-    assert "SUCCESS: 4 rules found" in output
+    assert f"SUCCESS: {len(ALERTS)} rules found" in output
 
 
 def _series(metric: str, values: str, **labels: str) -> dict[str, str]:
@@ -310,3 +312,80 @@ def test_operator_down_fires_when_no_target_of_its_job_is_up_for_five_minutes(
         },
     ]
     _promtool_test(promtool, rules, tests, tmp_path)
+
+
+SET_CLUSTERS = "doks_access_set_clusters"
+SET_STALLED = "doks_access_set_stalled"
+
+
+def _set(namespace: str, name: str) -> dict[str, str]:
+    return {"namespace": namespace, "name": name}
+
+
+def _set_counts(namespace: str, name: str, **values: str) -> list[dict[str, str]]:
+    """A set's four series, as the operator exports them: every state, 0 when none."""
+    return [
+        _series(
+            SET_CLUSTERS, values.get(state, "0x40"), **_set(namespace, name), state=state, **TARGET
+        )
+        for state in ("matched", "ready", "pending", "refused")
+    ]
+
+
+@PROMTOOL_TIMEOUT
+def test_set_stalled_fires_after_fifteen_minutes_stalled_and_not_for_a_shorter_spell(
+    promtool: Path, rules: dict[str, Any], tmp_path: Path
+) -> None:
+    alert = "DOKSAccessSetStalled"
+    test = {
+        "interval": "1m",
+        "input_series": [
+            # Must fire: Stalled from minute 2 on (a token Secret deleted, say).
+            _series(SET_STALLED, "0 0 1x38", **_set("team-a", "fleet"), **TARGET),
+            # Stalled for 10 minutes, then fixed.
+            _series(SET_STALLED, "0 1x10 0x29", **_set("team-a", "blip"), **TARGET),
+            # Never stalled.
+            _series(SET_STALLED, "0x40", **_set("team-b", "fleet"), **TARGET),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "16m", "alertname": alert, "exp_alerts": []},  # stalled for 14 minutes
+            {
+                "eval_time": "20m",
+                "alertname": alert,
+                "exp_alerts": [_expected(rules, alert, _set("team-a", "fleet"))],
+            },
+        ],
+    }
+    _promtool_test(promtool, rules, [test], tmp_path)
+
+
+@PROMTOOL_TIMEOUT
+def test_set_not_ready_counts_children_neither_ready_pending_nor_refused_for_thirty_minutes(
+    promtool: Path, rules: dict[str, Any], tmp_path: Path
+) -> None:
+    alert = "DOKSAccessSetNotReady"
+    test = {
+        "interval": "1m",
+        "input_series": [
+            # Must fire: of 5 clusters 2 are Ready and 1 is pending; 2 children are not Ready.
+            *_set_counts("team-a", "fleet", matched="5x40", ready="2x40", pending="1x40"),
+            # A fleet being issued: 10 children, Ready one a minute; done in 10 minutes.
+            *_set_counts("team-a", "issuing", matched="10x40", ready="0+1x10 10x30"),
+            # Clusters still being created in DigitalOcean: pending, no child yet.
+            *_set_counts("team-b", "provisioning", matched="3x40", pending="3x40"),
+            # Two clusters refused (colliding target names): DOKSAccessSetStalled says so.
+            *_set_counts("team-b", "collision", matched="4x40", ready="2x40", refused="2x40"),
+            # Every child Ready.
+            *_set_counts("team-c", "healthy", matched="7x40", ready="7x40"),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "29m", "alertname": alert, "exp_alerts": []},
+            {
+                "eval_time": "31m",
+                "alertname": alert,
+                "exp_alerts": [_expected(rules, alert, _set("team-a", "fleet"), "2")],
+            },
+            {"eval_time": "31m", "alertname": "DOKSAccessSetStalled", "exp_alerts": []},
+        ],
+    }
+    _promtool_test(promtool, rules, [test], tmp_path)

@@ -21,7 +21,7 @@ NAMESPACE = "doks-access-system"
 
 HEADER = f"""\
 # doks-access-operator for `kubectl apply`, without Helm: the chart charts/doks-access-operator
-# rendered with its default values into the namespace {NAMESPACE}, the CRD left out.
+# rendered with its default values into the namespace {NAMESPACE}, the CRDs left out.
 #
 #   kubectl apply --server-side -f crds/
 #   kubectl apply -f manifests/doks-access-operator.yaml

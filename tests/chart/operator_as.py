@@ -22,6 +22,9 @@ from kubernetes import client
 
 from doks_access_testkit.emulator import Emulator
 from doks_access_testkit.processes import ManagedProcess
+from tests.chart.conftest import installed
+from tests.chart.helm import Helm
+from tests.conftest import Cluster
 
 TOKEN_SECONDS = 3600
 _REFUSAL = re.compile(r"forbidden|\b403\b", re.IGNORECASE)
@@ -60,6 +63,27 @@ def service_account_kubeconfig(
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
     return path
+
+
+@contextlib.contextmanager
+def installed_as_service_account(
+    helm: Helm,
+    cluster: Cluster,
+    api: client.ApiClient,
+    *,
+    namespace: str,
+    values: Mapping[str, Any],
+    path: Path,
+) -> Iterator[Path]:
+    """The chart released in ``namespace``; yields a kubeconfig of its ServiceAccount."""
+    with installed(helm, release=namespace, namespace=namespace, values=values):
+        yield service_account_kubeconfig(
+            api,
+            admin_kubeconfig=cluster.kubeconfig_path,
+            namespace=namespace,
+            service_account=f"{namespace}-doks-access-operator",
+            path=path,
+        )
 
 
 def _admin_cluster(kubeconfig: Path) -> tuple[str, str]:
@@ -109,6 +133,40 @@ def operator_running(
         yield process
     finally:
         process.stop()
+
+
+@contextlib.contextmanager
+def chart_operator(
+    helm: Helm,
+    cluster: Cluster,
+    api: client.ApiClient,
+    digitalocean: Emulator,
+    *,
+    namespace: str,
+    directory: Path,
+    served: str | None = None,
+) -> Iterator[ManagedProcess]:
+    """The chart released in ``namespace`` and the operator running as its ServiceAccount, with
+    exactly its permissions: cluster-wide, or only for the namespace ``served`` (namespaced mode,
+    ``watchNamespaces``)."""
+    values = {"watchNamespaces": [served]} if served else {}
+    with (
+        installed_as_service_account(
+            helm,
+            cluster,
+            api,
+            namespace=namespace,
+            values=values,
+            path=directory / "operator.kubeconfig",
+        ) as kubeconfig,
+        operator_running(
+            kubeconfig=kubeconfig,
+            digitalocean=digitalocean,
+            log_path=directory / "operator.log",
+            args=[f"--namespace={served}"] if served else [],
+        ) as process,
+    ):
+        yield process
 
 
 def log_entries(log_path: Path) -> list[str]:

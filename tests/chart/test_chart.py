@@ -1,4 +1,4 @@
-"""The Helm chart: it lints, its schema refuses mistakes, it renders what each mode needs, its CRD
+"""The Helm chart: it lints, its schema refuses mistakes, it renders what each mode needs, its CRDs
 and the plain manifests stay in sync, and the real apiserver accepts what it renders."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from tests.chart.conftest import installed
 from tests.chart.helm import CHART_DIR, REPO_ROOT, Helm, HelmError, documents, of_kind, one
 from tests.conftest import Cluster
 
-CRD_FILE = "doclusteraccesses.doks-access.dev.yaml"
-SOURCE_CRD = REPO_ROOT / "crds" / CRD_FILE
-CHART_CRD = CHART_DIR / "files" / "crds" / CRD_FILE
+SOURCE_CRDS = REPO_ROOT / "crds"
+CHART_CRDS = CHART_DIR / "files" / "crds"
+CRD_FILES = sorted(path.name for path in SOURCE_CRDS.glob("*.yaml"))
 FULLNAME = "doks-access-operator"
 NAMESPACE = "doks-access-system"
 SELECTOR = {
@@ -183,6 +183,7 @@ def test_default_values_render_a_single_cluster_wide_operator(helm: Helm) -> Non
         "ClusterRole",
         "ClusterRole",
         "ClusterRoleBinding",
+        "CustomResourceDefinition",
         "CustomResourceDefinition",
         "Deployment",
         "Service",
@@ -377,24 +378,42 @@ def test_rbac_and_the_service_account_can_be_left_to_others(helm: Helm) -> None:
     assert binding["subjects"][0]["name"] == "named"
 
 
-# --- the CRD: one source of truth -----------------------------------------------------------
+# --- the CRDs: one source of truth ----------------------------------------------------------
 
 
-def test_the_charts_copy_of_the_crd_is_identical_to_crds() -> None:
-    assert CHART_CRD.read_bytes() == SOURCE_CRD.read_bytes(), (
-        f"{CHART_CRD.relative_to(REPO_ROOT)} differs from crds/{CRD_FILE}, the source of truth; "
-        f"copy it: cp crds/{CRD_FILE} {CHART_CRD.relative_to(REPO_ROOT)}"
+def test_the_chart_ships_every_crd_of_crds_and_nothing_else() -> None:
+    assert CRD_FILES == [
+        "doclusteraccesses.doks-access.dev.yaml",
+        "doclusteraccesssets.doks-access.dev.yaml",
+    ]
+    assert sorted(path.name for path in CHART_CRDS.iterdir()) == CRD_FILES
+
+
+@pytest.mark.parametrize("crd_file", CRD_FILES)
+def test_the_charts_copy_of_the_crd_is_identical_to_crds(crd_file: str) -> None:
+    chart_crd = CHART_CRDS / crd_file
+    assert chart_crd.read_bytes() == (SOURCE_CRDS / crd_file).read_bytes(), (
+        f"{chart_crd.relative_to(REPO_ROOT)} differs from crds/{crd_file}, the source of truth; "
+        f"copy it: cp crds/{crd_file} {chart_crd.relative_to(REPO_ROOT)}"
     )
 
 
-def test_the_rendered_crd_is_the_source_crd_kept_on_uninstall(helm: Helm) -> None:
-    source = yaml.safe_load(SOURCE_CRD.read_text())
-    crd = one(helm.render(), "CustomResourceDefinition")
+def _crd_named(objects: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (crd,) = [
+        o for o in of_kind(objects, "CustomResourceDefinition") if o["metadata"]["name"] == name
+    ]
+    return crd
+
+
+@pytest.mark.parametrize("crd_file", CRD_FILES)
+def test_the_rendered_crd_is_the_source_crd_kept_on_uninstall(helm: Helm, crd_file: str) -> None:
+    source = yaml.safe_load((SOURCE_CRDS / crd_file).read_text())
+    name = source["metadata"]["name"]
+    crd = _crd_named(helm.render(), name)
     assert crd["spec"] == source["spec"]
-    assert crd["metadata"]["name"] == source["metadata"]["name"]
     assert crd["metadata"]["labels"].items() >= source["metadata"]["labels"].items()
     assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
-    unkept = one(helm.render(values={"crds": {"keep": False}}), "CustomResourceDefinition")
+    unkept = _crd_named(helm.render(values={"crds": {"keep": False}}), name)
     assert "helm.sh/resource-policy" not in unkept["metadata"].get("annotations", {})
     assert not of_kind(helm.render(values={"crds": {"enabled": False}}), "CustomResourceDefinition")
 
@@ -512,6 +531,9 @@ def test_notes_tell_the_next_steps(cluster_helm: Helm) -> None:
     )
     notes = output.partition("\nNOTES:\n")[2]
     assert "kubectl -n platform create secret generic digitalocean-api" in notes
-    assert "kind: DOClusterAccess" in notes
+    assert "kind: DOClusterAccess\n" in notes
+    assert "kind: DOClusterAccessSet\n" in notes
     assert "kubectl -n platform wait --for=condition=Ready doclusteraccess/prod" in notes
-    assert "crds.enabled=false" in notes  # and where the CRD comes from then
+    assert "crds.enabled=false" in notes  # and where the CRDs come from then
+    for crd_file in CRD_FILES:
+        assert f"kubectl apply --server-side -f crds/{crd_file}" in notes

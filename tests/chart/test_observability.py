@@ -152,6 +152,8 @@ def test_the_prometheus_rule_holds_the_alert_group(helm: Helm) -> None:
     assert [r["alert"] for r in group["rules"]] == [
         "DOKSAccessCredentialExpiringWhileRenewalsFail",
         "DOKSAccessCredentialExpired",
+        "DOKSAccessSetStalled",
+        "DOKSAccessSetNotReady",
         "DOKSAccessDigitalOceanErrors",
         "DOKSAccessOperatorDown",
     ]

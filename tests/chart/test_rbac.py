@@ -3,6 +3,7 @@
 Enough: the chart is installed, and the operator then runs with a token of the chart's
 ServiceAccount and nothing else, reconciles a DOClusterAccess end to end (the credential fetched,
 the Secret written, re-created when deleted, the object deleted cleanly), and logs no refusal.
+``test_sets_rbac.py`` does the same for a DOClusterAccessSet and its children.
 
 No more: the rendered rules are exactly the list the operator's code needs (any addition fails a
 test), nothing is a wildcard, namespaced mode grants nothing cluster-wide, and the apiserver
@@ -31,21 +32,27 @@ from tests import kube, witness
 from tests.chart.conftest import installed
 from tests.chart.helm import Helm, of_kind, rules_of
 from tests.chart.operator_as import (
+    chart_operator,
     explained,
+    installed_as_service_account,
     log_entries,
     operator_running,
     refusals,
-    service_account_kubeconfig,
 )
 from tests.conftest import Cluster
 from tests.e2e import objects
 
 GROUP = objects.GROUP
 LEASES = "coordination.k8s.io"
+SETS = "doclusteraccesssets"
 # Everything the operator does, as (API group, resource) -> verbs; see the chart's _helpers.tpl.
 OPERATOR_RULES = {
-    (GROUP, "doclusteraccesses"): {"get", "list", "watch", "patch"},
+    # Its own watch and finalizer removal (get, list, watch, patch); a set's children (create,
+    # list, merge patch and delete, each with a uid precondition).
+    (GROUP, "doclusteraccesses"): {"get", "list", "watch", "create", "patch", "delete"},
     (GROUP, "doclusteraccesses/status"): {"patch"},
+    (GROUP, SETS): {"get", "list", "watch"},
+    (GROUP, f"{SETS}/status"): {"patch"},
     ("", "secrets"): {"get", "list", "watch", "create", "update", "delete"},
     ("", "events"): {"create"},
 }
@@ -128,7 +135,7 @@ def test_namespaced_mode_grants_nothing_cluster_wide(helm: Helm) -> None:
     for role in of_kind(rendered, "ClusterRole"):
         assert _is_aggregated(role), role["metadata"]["name"]
         assert all(
-            resource == "doclusteraccesses"
+            resource in ("doclusteraccesses", SETS)
             for _, r in rules_of([role])
             for resource in r["resources"]
         )
@@ -201,15 +208,26 @@ def test_the_apiserver_denies_the_cluster_wide_operator_what_it_never_does(
     with installed(cluster_helm, release=namespace, namespace=namespace, values={}):
         assert _allowed(api, user, verb="list", resource="secrets")  # the probe itself works
         assert _allowed(api, user, verb="patch", resource="doclusteraccesses", group=GROUP)
+        assert _allowed(api, user, verb="create", resource="doclusteraccesses", group=GROUP)
+        assert _allowed(api, user, verb="watch", resource=SETS, group=GROUP)
+        assert _allowed(api, user, verb="patch", resource=f"{SETS}/status", group=GROUP)
         for verb, resource, group in [
             ("patch", "secrets", ""),
             ("deletecollection", "secrets", ""),
             ("get", "configmaps", ""),
             ("create", "pods", ""),
             ("list", "namespaces", ""),
-            ("create", "doclusteraccesses", GROUP),
-            ("delete", "doclusteraccesses", GROUP),
             ("update", "doclusteraccesses", GROUP),
+            ("deletecollection", "doclusteraccesses", GROUP),
+            ("update", "doclusteraccesses/status", GROUP),
+            ("update", "doclusteraccesses/finalizers", GROUP),
+            ("create", SETS, GROUP),
+            ("update", SETS, GROUP),
+            ("patch", SETS, GROUP),
+            ("delete", SETS, GROUP),
+            ("deletecollection", SETS, GROUP),
+            ("update", f"{SETS}/status", GROUP),
+            ("update", f"{SETS}/finalizers", GROUP),
             ("get", "leases", LEASES),
             ("create", "leases", LEASES),
             ("list", "customresourcedefinitions", "apiextensions.k8s.io"),
@@ -235,6 +253,14 @@ def test_the_apiserver_denies_the_namespaced_operator_secrets_elsewhere(
         assert not _allowed(
             api, user, verb="get", resource="doclusteraccesses", group=GROUP, namespace="default"
         )
+        assert _allowed(
+            api, user, verb="list", resource=SETS, group=GROUP, namespace=other_namespace
+        )
+        assert not _allowed(api, user, verb="list", resource=SETS, group=GROUP)
+        for verb, resource in [("create", "doclusteraccesses"), ("get", SETS)]:
+            assert not _allowed(
+                api, user, verb=verb, resource=resource, group=GROUP, namespace="default"
+            ), f"{verb} {resource} in default"
 
 
 # --- the operator at work with only these permissions ---------------------------------------
@@ -316,27 +342,6 @@ def _prove_end_to_end(
     assert not refused, explained(refused)
 
 
-@contextlib.contextmanager
-def _installed_as_service_account(
-    helm: Helm,
-    cluster: Cluster,
-    api: client.ApiClient,
-    *,
-    namespace: str,
-    values: dict[str, Any],
-    path: Path,
-) -> Iterator[Path]:
-    """The chart released in ``namespace``; yields a kubeconfig of its ServiceAccount."""
-    with installed(helm, release=namespace, namespace=namespace, values=values):
-        yield service_account_kubeconfig(
-            api,
-            admin_kubeconfig=cluster.kubeconfig_path,
-            namespace=namespace,
-            service_account=f"{namespace}-doks-access-operator",
-            path=path,
-        )
-
-
 @pytest.mark.usefixtures("crds")
 def test_the_operator_works_with_only_the_cluster_wide_permissions(
     cluster_helm: Helm,
@@ -346,19 +351,10 @@ def test_the_operator_works_with_only_the_cluster_wide_permissions(
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    with _installed_as_service_account(
-        cluster_helm,
-        cluster,
-        api,
-        namespace=namespace,
-        values={},
-        path=tmp_path / "operator.kubeconfig",
-    ) as kubeconfig:
-        log_path = tmp_path / "operator.log"
-        with operator_running(
-            kubeconfig=kubeconfig, digitalocean=digitalocean, log_path=log_path
-        ) as process:
-            _prove_end_to_end(api, process, namespace=namespace, name="prod", ours={namespace})
+    with chart_operator(
+        cluster_helm, cluster, api, digitalocean, namespace=namespace, directory=tmp_path
+    ) as process:
+        _prove_end_to_end(api, process, namespace=namespace, name="prod", ours={namespace})
 
 
 @pytest.mark.usefixtures("crds")
@@ -371,23 +367,15 @@ def test_the_operator_works_with_only_the_roles_of_namespaced_mode(
     other_namespace: str,
     tmp_path: Path,
 ) -> None:
-    values = {"watchNamespaces": [other_namespace]}
-    with (
-        _installed_as_service_account(
-            cluster_helm,
-            cluster,
-            api,
-            namespace=namespace,
-            values=values,
-            path=tmp_path / "operator.kubeconfig",
-        ) as kubeconfig,
-        operator_running(
-            kubeconfig=kubeconfig,
-            digitalocean=digitalocean,
-            log_path=tmp_path / "operator.log",
-            args=[f"--namespace={other_namespace}"],
-        ) as process,
-    ):
+    with chart_operator(
+        cluster_helm,
+        cluster,
+        api,
+        digitalocean,
+        namespace=namespace,
+        directory=tmp_path,
+        served=other_namespace,
+    ) as process:
         _prove_end_to_end(
             api,
             process,
@@ -429,7 +417,7 @@ def test_the_operator_elects_itself_leader_with_only_the_charts_lease_permission
 ) -> None:
     values = {"highAvailability": {"enabled": True}}
     with (
-        _installed_as_service_account(
+        installed_as_service_account(
             cluster_helm,
             cluster,
             api,
@@ -474,7 +462,7 @@ def test_a_standby_replica_answers_the_liveness_probe_too(
     """With high availability, the chart probes every replica; a standby must answer as well,
     or the kubelet restarts it again and again."""
     values = {"highAvailability": {"enabled": True}}
-    with _installed_as_service_account(
+    with installed_as_service_account(
         cluster_helm,
         cluster,
         api,
@@ -603,23 +591,41 @@ def _patch_secret(api: client.ApiClient, _own: str, served: str) -> object:
     return client.CoreV1Api(api).patch_namespaced_secret("x-kubeconfig", served, patch)
 
 
-def _access_in(namespace: Callable[[str, str], str], verb: str) -> Operation:
+def _custom_in(namespace: Callable[[str, str], str], verb: str, *, plural: str) -> Operation:
+    """``verb`` (create, get, patch or delete) on a DOClusterAccess or DOClusterAccessSet "x"."""
+    kind = "DOClusterAccessSet" if plural == SETS else "DOClusterAccess"
+
     def operation(api: client.ApiClient, own: str, served: str) -> object:
         custom, where = client.CustomObjectsApi(api), namespace(own, served)
         if verb == "create":
             body = {
                 "apiVersion": f"{GROUP}/{objects.VERSION}",
-                "kind": "DOClusterAccess",
+                "kind": kind,
                 "metadata": {"name": "x"},
             }
             return custom.create_namespaced_custom_object(
-                GROUP, objects.VERSION, where, objects.PLURAL, body
+                GROUP, objects.VERSION, where, plural, body
             )
-        return custom.get_namespaced_custom_object(
-            GROUP, objects.VERSION, where, objects.PLURAL, "x"
-        )
+        if verb == "patch":
+            patch = {"metadata": {"labels": {"x": "y"}}}
+            return custom.patch_namespaced_custom_object(
+                GROUP, objects.VERSION, where, plural, "x", patch
+            )
+        if verb == "delete":
+            return custom.delete_namespaced_custom_object(
+                GROUP, objects.VERSION, where, plural, "x"
+            )
+        return custom.get_namespaced_custom_object(GROUP, objects.VERSION, where, plural, "x")
 
     return operation
+
+
+def _access_in(namespace: Callable[[str, str], str], verb: str) -> Operation:
+    return _custom_in(namespace, verb, plural=objects.PLURAL)
+
+
+def _set_in(namespace: Callable[[str, str], str], verb: str) -> Operation:
+    return _custom_in(namespace, verb, plural=SETS)
 
 
 def _own(own: str, _served: str) -> str:
@@ -638,7 +644,11 @@ NAMESPACED_REFUSALS: dict[str, Operation] = {
     ).list_secret_for_all_namespaces(),
     "get a DOClusterAccess in an unserved namespace": _access_in(_own, "get"),
     "create a DOClusterAccess in an unserved namespace": _access_in(_own, "create"),
-    "create a DOClusterAccess where it serves": _access_in(_served, "create"),
+    "delete a DOClusterAccess in an unserved namespace": _access_in(_own, "delete"),
+    "get a DOClusterAccessSet in an unserved namespace": _set_in(_own, "get"),
+    "create a DOClusterAccessSet where it serves": _set_in(_served, "create"),
+    "patch a DOClusterAccessSet where it serves": _set_in(_served, "patch"),
+    "delete a DOClusterAccessSet where it serves": _set_in(_served, "delete"),
     "create a ConfigMap where it serves": _config_map,
     "create a Deployment where it serves": _deployment,
     "create a Role where it serves": _role,
@@ -651,7 +661,9 @@ NAMESPACED_REFUSALS: dict[str, Operation] = {
 }
 CLUSTER_WIDE_REFUSALS: dict[str, Operation] = {
     "patch a Secret": _patch_secret,
-    "create a DOClusterAccess": _access_in(_served, "create"),
+    "create a DOClusterAccessSet": _set_in(_served, "create"),
+    "patch a DOClusterAccessSet": _set_in(_served, "patch"),
+    "delete a DOClusterAccessSet": _set_in(_served, "delete"),
     "create a ConfigMap": _config_map,
     "create a Deployment": _deployment,
     "create a Role": _role,
@@ -676,7 +688,7 @@ def _release_as_service_account(
     kubeconfig of its ServiceAccount; yields (kubeconfig, own namespace, served namespace)."""
     with kube.fresh_namespace(api) as own, kube.fresh_namespace(api) as served:
         values = {"watchNamespaces": [served]} if namespaced else {}
-        with _installed_as_service_account(
+        with installed_as_service_account(
             helm, cluster, api, namespace=own, values=values, path=directory / f"{own}.kubeconfig"
         ) as kubeconfig:
             yield kubeconfig, own, served

@@ -4,6 +4,7 @@ the DOClusterAccess writes."""
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ import yaml
 from kubernetes import client, utils
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-GROUP, VERSION, PLURAL = "doks-access.dev", "v1alpha1", "doclusteraccesses"
+GROUP, VERSION = "doks-access.dev", "v1alpha1"
+PLURALS = {"DOClusterAccess": "doclusteraccesses", "DOClusterAccessSet": "doclusteraccesssets"}
 # Kinds whose CRDs the local control plane does not have (Argo CD, Flux): checked by shape only.
-FOREIGN_KINDS = {"Application", "GitRepository", "Kustomization"}
+FOREIGN_KINDS = {"Application", "ApplicationSet", "GitRepository", "Kustomization"}
 
 
 def _documents(name: str) -> list[dict[str, Any]]:
@@ -45,9 +47,10 @@ def test_every_example_is_accepted_by_the_api_server(
         if document["kind"] in FOREIGN_KINDS:
             continue
         namespace = document["metadata"].get("namespace")
-        if document["kind"] == "DOClusterAccess":
+        if document["kind"] in PLURALS:
+            _ensure_namespace(api, namespace, created_namespaces)
             client.CustomObjectsApi(api).create_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, document, dry_run="All"
+                GROUP, VERSION, namespace, PLURALS[document["kind"]], document, dry_run="All"
             )
         elif namespace is not None:
             _ensure_namespace(api, namespace, created_namespaces)
@@ -94,3 +97,31 @@ def test_the_cluster_api_example_follows_the_naming_contract() -> None:
     target = _access(_documents("cluster-api.yaml"))["spec"]["target"]
     assert target["format"] == "ClusterAPI"
     assert target["name"].endswith("-kubeconfig")
+
+
+def _set(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    (access_set,) = [d for d in documents if d["kind"] == "DOClusterAccessSet"]
+    return access_set
+
+
+def test_the_application_set_selects_the_secrets_the_fleet_writes() -> None:
+    documents = _documents("argocd-fleet.yaml")
+    target = _set(documents)["spec"]["template"]["spec"]["target"]
+    (application_set,) = [d for d in documents if d["kind"] == "ApplicationSet"]
+    (generator,) = application_set["spec"]["generators"]
+    wanted = generator["clusters"]["selector"]["matchLabels"]
+    assert target["format"] == "ArgoCD"
+    assert wanted.items() <= target["labels"].items()
+    assert _set(documents)["metadata"]["namespace"] == application_set["metadata"]["namespace"]
+
+
+def test_the_flux_fleet_kustomization_names_a_secret_the_set_writes() -> None:
+    documents = _documents("flux-fleet.yaml")
+    access_set = _set(documents)
+    target = access_set["spec"]["template"]["spec"]["target"]
+    (kustomization,) = [d for d in documents if d["kind"] == "Kustomization"]
+    secret = kustomization["spec"]["kubeConfig"]["secretRef"]["name"]
+    cluster = secret.removesuffix("-kubeconfig")
+    assert target["format"] == "Flux"
+    assert target["name"].replace("$(cluster.name)", cluster) == secret
+    assert fnmatch.fnmatchcase(cluster, access_set["spec"]["selector"]["namePattern"])

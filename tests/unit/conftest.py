@@ -215,9 +215,15 @@ def cluster_json(number: int) -> dict[str, Any]:
 
 
 def cluster_record(number: int) -> Cluster:
+    """The :class:`Cluster` the client reads from ``cluster_json(number)`` (no tags given)."""
     cluster = cluster_json(number)
     return Cluster(
-        id=cluster["id"], name=cluster["name"], region="nyc1", endpoint=cluster["endpoint"]
+        id=cluster["id"],
+        name=cluster["name"],
+        region="nyc1",
+        endpoint=cluster["endpoint"],
+        tags=None,
+        state="running",
     )
 
 

@@ -373,6 +373,25 @@ async def test_lists_no_clusters_when_there_are_none(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("case", ["empty-page", "last-page-short"])
+async def test_refuses_a_listing_that_ends_before_its_own_total(
+    client: DigitalOceanClient, digitalocean: FakeDigitalOcean, case: str
+) -> None:
+    # Read as complete, it would say clusters are gone, and a set would remove their credentials.
+    if case == "empty-page":  # an empty page where the total says there are more
+        empty = {"kubernetes_clusters": [], "links": {}, "meta": {"total": 9}}
+        digitalocean.script(json_response(200, empty))
+    else:  # the last page, by its links, with clusters missing
+        digitalocean.script(
+            clusters_page(range(0, 2), total=5, next_page=2),
+            clusters_page(range(2, 3), total=5, next_page=None),
+        )
+
+    with pytest.raises(InvalidResponseError, match="the listing ended after"):
+        await client.list_clusters(token=API_TOKEN)
+
+
+@pytest.mark.asyncio
 @pytest.mark.looptime  # 500 requests: the rate limiter spreads them over minutes
 async def test_gives_up_on_a_listing_that_never_ends(
     client: DigitalOceanClient, digitalocean: FakeDigitalOcean
@@ -411,6 +430,59 @@ async def test_reads_a_provisioning_cluster_without_an_endpoint(
     cluster = await client.get_cluster(token=API_TOKEN, cluster_id=body["id"])
 
     assert cluster.endpoint == ""
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        (["env:prod", "team-a"], ("env:prod", "team-a")),
+        ([], ()),
+        (None, None),  # shown only to tokens with tag:read
+    ],
+)
+async def test_reads_a_clusters_tags_and_none_when_the_answer_has_none(
+    client: DigitalOceanClient,
+    digitalocean: FakeDigitalOcean,
+    tags: list[str] | None,
+    expected: tuple[str, ...] | None,
+) -> None:
+    body = cluster_json(7)
+    if tags is not None:
+        body["tags"] = tags
+    digitalocean.script(json_response(200, {"kubernetes_cluster": body}))
+
+    cluster = await client.get_cluster(token=API_TOKEN, cluster_id=body["id"])
+
+    assert cluster.tags == expected
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [({"state": "provisioning"}, "provisioning"), ({}, ""), (None, ""), ({"state": 3}, "")],
+)
+async def test_reads_a_clusters_state_and_empty_when_not_given(
+    client: DigitalOceanClient, digitalocean: FakeDigitalOcean, status: Any, expected: str
+) -> None:
+    body = {**cluster_json(7), "status": status}
+    digitalocean.script(json_response(200, {"kubernetes_cluster": body}))
+
+    cluster = await client.get_cluster(token=API_TOKEN, cluster_id=body["id"])
+
+    assert cluster.state == expected
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("tags", ["env:prod", {"env": "prod"}, ["ok", 3], [None]])
+async def test_refuses_a_listing_whose_tags_are_not_a_list_of_strings(
+    client: DigitalOceanClient, digitalocean: FakeDigitalOcean, tags: Any
+) -> None:
+    body = {"kubernetes_clusters": [{**cluster_json(1), "tags": tags}], "links": {}, "meta": {}}
+    digitalocean.script(json_response(200, body))
+
+    with pytest.raises(InvalidResponseError, match="a cluster's tags are not a list of strings"):
+        await client.list_clusters(token=API_TOKEN)
 
 
 @pytest.mark.asyncio

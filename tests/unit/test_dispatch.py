@@ -1,5 +1,5 @@
-"""The dispatcher, on virtual time: due-time order, one run per key at a time, wake, fairness,
-forget, a fixed number of workers, and parking while waiting for permission."""
+"""The dispatcher, on virtual time: due-time order, one run per key at a time, wake, schedule,
+fairness, forget, a fixed number of workers, and parking while waiting for permission."""
 
 from __future__ import annotations
 
@@ -212,6 +212,138 @@ async def test_a_wake_brings_a_scheduled_key_forward_and_replaces_its_old_time(
 
     assert script.starts_of("planned") == [0, 10]  # not again at 100
     assert one_worker.due("planned") == 510.0
+
+
+# --- schedule -----------------------------------------------------------------------------------
+
+
+async def test_a_scheduled_key_runs_at_the_time_given(
+    one_worker: Dispatcher[str], script: Script
+) -> None:
+    one_worker.schedule("settling", 30.0)
+    due = one_worker.due("settling")
+
+    await asyncio.sleep(40)
+
+    assert due == 30.0
+    assert script.starts_of("settling") == [30]
+    assert len(one_worker) == 0
+
+
+async def test_a_time_already_past_runs_the_key_at_once(
+    one_worker: Dispatcher[str], script: Script
+) -> None:
+    await asyncio.sleep(10)
+
+    one_worker.schedule("late", 5.0)
+    await asyncio.sleep(1)
+
+    assert script.starts_of("late") == [10]
+
+
+async def test_scheduling_later_than_a_key_is_due_keeps_the_earlier_time(
+    one_worker: Dispatcher[str], script: Script
+) -> None:
+    script.plans["renewing"] = [20.0, None]
+    one_worker.wake("renewing")
+    await asyncio.sleep(1)
+
+    one_worker.schedule("renewing", 50.0)
+    due = one_worker.due("renewing")
+    await asyncio.sleep(100)
+
+    assert due == 20.0
+    assert script.starts_of("renewing") == [0, 20]  # not again at 50
+
+
+async def test_scheduling_earlier_than_a_key_is_due_brings_it_forward_once(
+    one_worker: Dispatcher[str], script: Script
+) -> None:
+    script.plans["renewing"] = [100.0, None]
+    one_worker.wake("renewing")
+    await asyncio.sleep(1)
+
+    one_worker.schedule("renewing", 50.0)
+    one_worker.schedule("renewing", 30.0)
+    one_worker.schedule("renewing", 40.0)
+    await asyncio.sleep(200)
+
+    assert script.starts_of("renewing") == [0, 30]  # neither at 40, 50 nor 100
+    assert len(one_worker) == 0
+
+
+async def test_a_key_scheduled_while_it_runs_runs_at_that_time_after_the_run(
+    one_worker: Dispatcher[str], script: Script
+) -> None:
+    script.takes["busy"] = 10.0
+    one_worker.wake("busy")
+    await asyncio.sleep(1)
+
+    one_worker.schedule("busy", 40.0)
+    one_worker.schedule("busy", 30.0)
+    running_due = one_worker.due("busy")
+    await asyncio.sleep(100)
+
+    assert running_due is None  # nothing is queued while it runs
+    assert script.starts_of("busy") == [0, 30]
+    assert script.most_of_one_key == 1
+
+
+async def test_a_key_scheduled_while_it_runs_for_a_time_already_past_runs_right_after(
+    one_worker: Dispatcher[str], script: Script
+) -> None:
+    script.takes["busy"] = 10.0
+    one_worker.wake("busy")
+    await asyncio.sleep(1)
+
+    one_worker.schedule("busy", 5.0)
+    await asyncio.sleep(30)
+
+    assert script.starts_of("busy") == [0, 10]
+    assert script.most_of_one_key == 1
+
+
+async def test_a_key_scheduled_while_it_runs_keeps_its_own_due_time_when_sooner(
+    one_worker: Dispatcher[str], script: Script
+) -> None:
+    script.takes["busy"] = 10.0
+    script.plans["busy"] = [15.0, None]  # due at 25 after its first run
+    one_worker.wake("busy")
+    await asyncio.sleep(1)
+
+    one_worker.schedule("busy", 60.0)
+    await asyncio.sleep(100)
+
+    assert script.starts_of("busy") == [0, 25]  # no later than 60; not again at 60
+
+
+async def test_scheduling_a_woken_key_changes_nothing(
+    one_worker: Dispatcher[str], script: Script
+) -> None:
+    script.takes["busy"] = 5.0
+    wake_all(one_worker, ["busy", "woken"])
+    await asyncio.sleep(1)
+
+    one_worker.schedule("woken", 100.0)
+    due = one_worker.due("woken")
+    await asyncio.sleep(200)
+
+    assert due is None
+    assert script.starts_of("woken") == [5]  # as woken, and only then
+    assert len(one_worker) == 0
+
+
+async def test_a_scheduled_key_that_is_forgotten_does_not_run(
+    one_worker: Dispatcher[str], script: Script
+) -> None:
+    one_worker.schedule("deleted", 30.0)
+    await asyncio.sleep(10)
+
+    one_worker.forget("deleted")
+    await asyncio.sleep(100)
+
+    assert script.started == []
+    assert len(one_worker) == 0
 
 
 # --- fairness under a burst ---------------------------------------------------------------------

@@ -2,13 +2,14 @@
 The operator's alerting rules: one Prometheus rule group, in the format of a Prometheus rules file
 (the PrometheusRule's spec.groups). Thresholds come from prometheusRule.*.
 
-Per-object series are aggregated by (namespace, name, cluster_id), so that they hold whichever
-replica or scrape target reports them. An expiration timestamp of 0 means "no credential yet" and
+Per-object series are aggregated by (namespace, name, cluster_id), per-set series by (namespace,
+name), so that they hold whichever replica or scrape target reports them. An expiration timestamp of 0 means "no credential yet" and
 is ignored. Prometheus's own templates ({{ $labels.x }}) are written inside Go raw strings, so that
 Helm leaves them alone.
 */}}
 {{- define "doks-access-operator.alertGroups" -}}
 {{- $object := `{{ $labels.namespace }}/{{ $labels.name }}` }}
+{{- $set := $object }}
 {{- $expiring := .Values.prometheusRule.expiringWithinSeconds | int64 }}
 {{- $alertLabels := "" }}
 {{- with .Values.prometheusRule.alertLabels }}{{ $alertLabels = toYaml . | nindent 8 }}{{ end -}}
@@ -39,6 +40,30 @@ Helm leaves them alone.
       annotations:
         summary: {{ printf "The kubeconfig of DOClusterAccess %s has expired." $object | quote }}
         description: {{ printf "The credential in the Secret of DOClusterAccess %s (cluster %s) has expired, so everything that uses this Secret is locked out of the cluster. Find out why it was not renewed from the object's conditions (kubectl -n %s describe doclusteraccess %s) and the operator's logs, fix the cause (usually the DigitalOcean API token in its token Secret), and the operator fetches a new credential on its next attempt." $object `{{ $labels.cluster_id }}` `{{ $labels.namespace }}` `{{ $labels.name }}` | quote }}
+    - alert: DOKSAccessSetStalled
+      expr: |-
+        max by (namespace, name) (doks_access_set_stalled) == 1
+      for: 15m
+      labels:
+        severity: warning{{ $alertLabels }}
+      annotations:
+        summary: {{ printf "DOClusterAccessSet %s is stalled on a problem that needs a human." $set | quote }}
+        description: {{ printf "DOClusterAccessSet %s has been Stalled for 15 minutes: the operator cannot fix what is wrong by retrying, so clusters that match its selector may get no credential and deleted ones may keep theirs. Its Stalled condition says why (kubectl -n %s describe doclusteraccessset %s): for InvalidSpec, fix the spec; for TokenSecretMissing, create the token Secret; for Unauthorized, replace the DigitalOcean API token; for TagsNotVisible, give the token tag:read; for Collision or InvalidTemplate, change spec.template so that each cluster renders a valid child with a target Secret name of its own (for example with $(cluster.name))." $set `{{ $labels.namespace }}` `{{ $labels.name }}` | quote }}
+    - alert: DOKSAccessSetNotReady
+      # Matched clusters that are neither Ready, nor pending (not running yet in DigitalOcean), nor
+      # refused (which DOKSAccessSetStalled reports): children that do not become Ready.
+      expr: |-
+        max by (namespace, name) (doks_access_set_clusters{state="matched"})
+          - max by (namespace, name) (doks_access_set_clusters{state="ready"})
+          - max by (namespace, name) (doks_access_set_clusters{state="pending"})
+          - max by (namespace, name) (doks_access_set_clusters{state="refused"})
+          > 0
+      for: 30m
+      labels:
+        severity: warning{{ $alertLabels }}
+      annotations:
+        summary: {{ printf "DOClusterAccessSet %s has had children that are not Ready for 30 minutes." $set | quote }}
+        description: {{ printf "%s of the children (DOClusterAccess objects) of DOClusterAccessSet %s are not Ready, and the set has had children that are not Ready for 30 minutes, so their Secrets may hold no working kubeconfig. The set's status lists them first (kubectl -n %s get doclusteraccessset %s -o yaml); check each child's conditions (kubectl -n %s get doclusteraccess -l doks-access.dev/set=%s) and the operator's logs: usually the DigitalOcean API token in the token Secret lacks kubernetes:access_cluster, or the API fails." `{{ $value | humanize }}` $set `{{ $labels.namespace }}` `{{ $labels.name }}` `{{ $labels.namespace }}` `{{ $labels.name }}` | quote }}
     - alert: DOKSAccessDigitalOceanErrors
       expr: |-
         sum by (endpoint) (rate(doks_access_digitalocean_requests_total{code=~"5..|429"}[15m]))

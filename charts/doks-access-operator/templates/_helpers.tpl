@@ -100,18 +100,30 @@ The Lease the replicas elect their leader with.
 {{/*
 What the operator does in the namespaces it watches, and nothing more:
 - DOClusterAccess objects: Kopf lists and watches them, and patches its finalizer onto each;
-  the operator patches their status.
+  the operator patches their status. For each DOClusterAccessSet it also creates, patches, lists
+  and deletes the DOClusterAccess objects the set controls (its children).
+- DOClusterAccessSet objects: Kopf lists and watches them; the operator reads one by name and
+  patches their status. It changes nothing else of a set (no finalizer: nothing is cleaned up on
+  a set's deletion but its children, which the garbage collector deletes through their
+  ownerReference, set without blockOwnerDeletion).
 - Secrets: the operator reads the token Secret by name and creates, replaces and deletes the
   Secrets it manages. It watches only those, with a label selector, but RBAC cannot limit list
   and watch to a label, so these two verbs cover every Secret the Role or ClusterRole reaches.
-- Events: one per state change, created (never updated) by the operator.
+- Events: one per state change of a DOClusterAccess or a DOClusterAccessSet, created (never
+  updated) by the operator.
 */}}
 {{- define "doks-access-operator.rules" -}}
 - apiGroups: ["doks-access.dev"]
   resources: ["doclusteraccesses"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["doks-access.dev"]
   resources: ["doclusteraccesses/status"]
+  verbs: ["patch"]
+- apiGroups: ["doks-access.dev"]
+  resources: ["doclusteraccesssets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["doks-access.dev"]
+  resources: ["doclusteraccesssets/status"]
   verbs: ["patch"]
 - apiGroups: [""]
   resources: ["secrets"]

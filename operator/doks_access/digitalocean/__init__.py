@@ -26,7 +26,13 @@ from doks_access.digitalocean._errors import (
     TransportError,
     UnauthorizedError,
 )
-from doks_access.digitalocean._ratelimit import RateLimiter, RateLimits, ServerQuota, TokenBudget
+from doks_access.digitalocean._ratelimit import (
+    RateLimiter,
+    RateLimits,
+    ServerQuota,
+    TokenBudget,
+    token_key,
+)
 from doks_access.digitalocean._retry import RetryPolicy
 
 __all__ = [
@@ -51,4 +57,5 @@ __all__ = [
     "TransportError",
     "UnauthorizedError",
     "is_cluster_id",
+    "token_key",
 ]

@@ -221,6 +221,13 @@ class DigitalOceanClient:
                 # A cluster created or deleted mid-listing shifts the pages; keep the first copy.
                 found.setdefault(cluster.id, cluster)
             if _is_last_page(page, seen=len(found)):
+                if page.total is not None and len(found) < page.total:
+                    # Fewer clusters than the listing itself counts: a listing cut short must not
+                    # read as clusters gone (a set would remove their credentials).
+                    raise InvalidResponseError(
+                        f"GET {CLUSTERS_PATH}: the listing ended after {len(found)} of "
+                        f"{page.total} clusters"
+                    )
                 return tuple(found.values())
         raise InvalidResponseError(f"GET {CLUSTERS_PATH}: more than {MAX_CLUSTER_PAGES} pages")
 

@@ -1,11 +1,12 @@
 """The few facts about a DOKS cluster the operator uses, read out of the API's JSON.
 
 A cluster object in the API has dozens of fields (node pools, maintenance windows, plugins). The
-operator needs four: the ID to fetch credentials with, the name to resolve ``spec.clusterName``
+operator needs six: the ID to fetch credentials with, the name to resolve ``spec.clusterName``
 (DigitalOcean has no name filter, so names are matched over a full listing), the region and the
-endpoint for status. Reading only those keeps the operator indifferent to the rest of the schema
-changing. Parsing is pure and raises :class:`MalformedClusterError` with a reason that names
-fields, not values; the client turns that into an :class:`InvalidResponseError`.
+endpoint for status, and the tags and state a ``DOClusterAccessSet`` selects by. Reading only
+those keeps the operator indifferent to the rest of the schema changing. Parsing is pure and
+raises :class:`MalformedClusterError` with a reason that names fields, not values; the client
+turns that into an :class:`InvalidResponseError`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class Cluster:
     name: str
     region: str
     endpoint: str  # the API server's URL; empty while the cluster is being provisioned
+    # None: the answer has no `tags` (DigitalOcean shows them only to tokens with `tag:read`).
+    tags: tuple[str, ...] | None = None
+    state: str = ""  # `status.state`: running, provisioning, ...; empty when not given
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +71,8 @@ def parse_cluster(value: object) -> Cluster:
         name=_string_field(value, "name"),
         region=_string_field(value, "region"),
         endpoint=_string_field(value, "endpoint", missing_is_empty=True),
+        tags=_tags(value.get("tags")),
+        state=_state(value.get("status")),
     )
 
 
@@ -89,6 +95,19 @@ def _string_field(value: Mapping[str, Any], name: str, *, missing_is_empty: bool
     if not isinstance(field, str):
         raise MalformedClusterError(f"a cluster's {name} is missing or not a string")
     return field
+
+
+def _tags(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+        raise MalformedClusterError("a cluster's tags are not a list of strings")
+    return tuple(value)
+
+
+def _state(status: object) -> str:
+    state = status.get("state") if isinstance(status, Mapping) else None
+    return state if isinstance(state, str) else ""
 
 
 def _has_next_page(links: object) -> bool:

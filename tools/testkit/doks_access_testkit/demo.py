@@ -101,7 +101,12 @@ def _run(stack: contextlib.ExitStack, *, workdir: Path, once: bool) -> None:
     _say(f"Kubernetes API server on {plane.server}; kubeconfig: {kubeconfig}")
     kubectl = _kubectl(bin_dir, kubeconfig)
     kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "crd/doclusteraccesses.doks-access.dev")
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/doclusteraccesses.doks-access.dev",
+        "crd/doclusteraccesssets.doks-access.dev",
+    )
     api = {
         "DOKS_ACCESS_DIGITALOCEAN_API_URL": emulator.api_url,
         "DOKS_ACCESS_DIGITALOCEAN_CA_FILE": str(emulator.ca_file),
@@ -135,7 +140,12 @@ def _run_real(stack: contextlib.ExitStack, *, workdir: Path, cluster_id: str) ->
     bin_dir = control_plane_bin_dir()
     kubectl = _kubectl(bin_dir, kubeconfig)
     kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "crd/doclusteraccesses.doks-access.dev")
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/doclusteraccesses.doks-access.dev",
+        "crd/doclusteraccesssets.doks-access.dev",
+    )
     operator = _start_operator(kubeconfig, workdir / "operator.log", api={})
     stack.callback(operator.stop)
     _say(f"operator running; log: {workdir / 'operator.log'}")
