@@ -58,7 +58,7 @@ unit: venv  ## Only the tests that need no cluster.
 demo: venv controlplane  ## Offline demo: emulator + control plane + operator + a sample (Ctrl-C stops).
 	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" $(BIN)/doks-access-demo
 
-bench: venv controlplane  ## Benchmarks (about 40 min): prints a table, writes .bench/results.json.
+bench: venv controlplane  ## Benchmarks (about 30 min): prints a table, writes .bench/results.json.
 	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" $(BIN)/python -m bench $(BENCH_ARGS)
 
 soak: venv controlplane  ## Continuity soak (about 12 min): consumers authenticate through 10 rotations.

@@ -12,9 +12,9 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from kubernetes.aio import client
 from kubernetes.aio import config as kconfig
@@ -23,6 +23,7 @@ from kubernetes.aio.client.exceptions import ApiException
 from doks_access.bookkeeping import parse_timestamp
 
 GROUP, VERSION, PLURAL, KIND = "doks-access.dev", "v1alpha1", "doclusteraccesses", "DOClusterAccess"
+SET_PLURAL, SET_KIND = "doclusteraccesssets", "DOClusterAccessSet"
 FIELD_MANAGER = "doks-access-bench"
 
 
@@ -52,7 +53,7 @@ class BenchKube:
     async def apply_crd(self, document: Mapping[str, Any]) -> None:
         """Create or replace the CRD, then wait until it is Established."""
         extensions = client.ApiextensionsV1Api(self.api)
-        name = document["metadata"]["name"]
+        name, plural = document["metadata"]["name"], document["spec"]["names"]["plural"]
         crd = client.V1CustomResourceDefinition.from_dict(dict(document))
         if crd is None:
             raise RuntimeError("an empty CRD document")
@@ -78,7 +79,7 @@ class BenchKube:
         # Established comes before the storage is ready: until then, lists get 429s.
         for _ in range(300):
             try:
-                await self.list_objects("default")
+                await self.list_objects("default", plural=plural)
             except ApiException as exc:
                 if exc.status != 429:
                     raise
@@ -115,6 +116,18 @@ class BenchKube:
             GROUP, VERSION, namespace, PLURAL, body, field_manager=FIELD_MANAGER
         )
 
+    async def create_set(self, *, namespace: str, name: str, spec: Mapping[str, Any]) -> None:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": SET_KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": dict(spec),
+        }
+        self.own_writes += 1
+        await self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, SET_PLURAL, body, field_manager=FIELD_MANAGER
+        )
+
     async def create_objects(
         self,
         *,
@@ -147,21 +160,21 @@ class BenchKube:
             await asyncio.gather(*(strip(name) for name in names[start : start + 64]))
 
     async def merge_patch_object(
-        self, *, namespace: str, name: str, patch: Mapping[str, Any]
+        self, *, namespace: str, name: str, patch: Mapping[str, Any], plural: str = PLURAL
     ) -> None:
         await self.custom.patch_namespaced_custom_object(
             GROUP,
             VERSION,
             namespace,
-            PLURAL,
+            plural,
             name,
             dict(patch),
             _content_type="application/merge-patch+json",
         )
 
-    async def list_objects(self, namespace: str) -> dict[str, Any]:
+    async def list_objects(self, namespace: str, *, plural: str = PLURAL) -> dict[str, Any]:
         listing: dict[str, Any] = await self.custom.list_namespaced_custom_object(  # type: ignore[assignment]
-            GROUP, VERSION, namespace, PLURAL
+            GROUP, VERSION, namespace, plural
         )
         return listing
 
@@ -204,22 +217,19 @@ class _Seen:
     renewal_time: float | None = None
 
 
-class StatusWatch:
-    """Watches every DOClusterAccess of one namespace and notes when each became Ready, and every
-    renewal after that. Times are taken as events arrive, in this process.
-    """
+class _Watch:
+    """Lists, then watches, the objects of one kind in one namespace and hands each version to
+    :meth:`_observe` as it arrives (in this process, so times are the benchmark's)."""
+
+    plural = PLURAL
 
     def __init__(self, kube: BenchKube, namespace: str) -> None:
         self._kube, self.namespace = kube, namespace
-        self.ready_at: dict[str, float] = {}  # name → time.monotonic() of the first Ready=True
-        self.renewals: list[Renewal] = []
-        self.not_ready: set[str] = set()  # objects seen Ready=False after having been Ready
-        self._seen: dict[str, _Seen] = {}
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
 
-    async def __aenter__(self) -> StatusWatch:
+    async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run())
         synced = asyncio.ensure_future(self._synced.wait())
         await asyncio.wait({synced, self._task}, return_when=asyncio.FIRST_COMPLETED)
@@ -234,13 +244,7 @@ class StatusWatch:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def wait_ready(self, names: Iterable[str], *, within: float) -> bool:
-        """True once every one of ``names`` has been Ready; False after ``within`` seconds."""
-        wanted = set(names)
-
-        def done() -> bool:
-            return wanted <= self.ready_at.keys()
-
+    async def _wait_for(self, done: Callable[[], bool], *, within: float) -> bool:
         async with self._changed:
             try:
                 await asyncio.wait_for(self._changed.wait_for(done), within)
@@ -248,9 +252,13 @@ class StatusWatch:
                 return False
         return True
 
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
     async def _run(self) -> None:
         while True:
-            listing = await self._kube.list_objects(self.namespace)
+            listing = await self._kube.list_objects(self.namespace, plural=self.plural)
             for item in listing["items"]:
                 await self._observe(item)
             self._synced.set()
@@ -267,7 +275,7 @@ class StatusWatch:
                 GROUP,
                 VERSION,
                 self.namespace,
-                PLURAL,
+                self.plural,
                 watch=True,
                 resource_version=version,
                 allow_watch_bookmarks=True,
@@ -282,6 +290,27 @@ class StatusWatch:
                     version = item["metadata"]["resourceVersion"]
                     if kind in ("ADDED", "MODIFIED"):
                         await self._observe(item)
+
+    async def _observe(self, item: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class StatusWatch(_Watch):
+    """Watches every DOClusterAccess of one namespace and notes when each became Ready, and every
+    renewal after that. Times are taken as events arrive, in this process.
+    """
+
+    def __init__(self, kube: BenchKube, namespace: str) -> None:
+        super().__init__(kube, namespace)
+        self.ready_at: dict[str, float] = {}  # name → time.monotonic() of the first Ready=True
+        self.renewals: list[Renewal] = []
+        self.not_ready: set[str] = set()  # objects seen Ready=False after having been Ready
+        self._seen: dict[str, _Seen] = {}
+
+    async def wait_ready(self, names: Iterable[str], *, within: float) -> bool:
+        """True once every one of ``names`` has been Ready; False after ``within`` seconds."""
+        wanted = set(names)
+        return await self._wait_for(lambda: wanted <= self.ready_at.keys(), within=within)
 
     async def _observe(self, item: Mapping[str, Any]) -> None:
         now_monotonic, now_wall = time.monotonic(), time.time()
@@ -308,13 +337,50 @@ class StatusWatch:
             seen.renewal_time = _epoch(status.get("renewalTime"))
         if ready and name not in self.ready_at:
             self.ready_at[name] = now_monotonic
-            async with self._changed:
-                self._changed.notify_all()
+            await self._notify()
         elif not ready and name in self.ready_at:
             self.not_ready.add(name)
 
     def latest_expiry(self) -> dict[str, float | None]:
         return {name: seen.expires_at for name, seen in self._seen.items()}
+
+
+class SetWatch(_Watch):
+    """Watches the DOClusterAccessSets of one namespace and keeps every status each one had, with
+    the time it arrived (``time.monotonic()``)."""
+
+    plural = SET_PLURAL
+
+    def __init__(self, kube: BenchKube, namespace: str) -> None:
+        super().__init__(kube, namespace)
+        self.statuses: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+
+    async def wait_status(
+        self, name: str, done: Callable[[Mapping[str, Any]], bool], *, within: float
+    ) -> float | None:
+        """When set ``name`` first had a status ``done`` holds for; None after ``within`` s."""
+
+        def first() -> float | None:
+            return next((at for at, status in self.statuses.get(name, ()) if done(status)), None)
+
+        if not await self._wait_for(lambda: first() is not None, within=within):
+            return None
+        return first()
+
+    async def _observe(self, item: Mapping[str, Any]) -> None:
+        history = self.statuses.setdefault(item["metadata"]["name"], [])
+        status = dict(item.get("status") or {})
+        if not history or history[-1][1] != status:
+            history.append((time.monotonic(), status))
+            await self._notify()
+
+
+def condition_status(status: Mapping[str, Any], kind: str) -> str | None:
+    """``True``, ``False`` or ``Unknown`` for the condition ``kind`` of a status; None if absent."""
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == kind:
+            return str(condition.get("status"))
+    return None
 
 
 class _ExpiredError(Exception):

@@ -1,11 +1,13 @@
 """Results JSON → the Markdown tables of BENCHMARKS.md, so that no figure is copied by hand.
 
-``python -m bench.markdown AFTER.json [BEFORE.json]`` prints one table per scenario; with a second
-file, a column of that run's figures too (matched by scenario and figure name).
+``python -m bench.markdown AFTER.json [BEFORE.json] [--scenario NAME ...]`` prints one table per
+scenario (only those named, with ``--scenario``); with a second file, a column of that run's
+figures too (matched by scenario and figure name).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -27,7 +29,7 @@ def tables(after: dict[str, Any], before: dict[str, Any] | None = None) -> str:
     lines: list[str] = []
     for result in after["results"]:
         lines += ["", f"**{result['title']}**", ""]
-        head = ["figure", *(["before"] if before else []), "after", "target", ""]
+        head = ["figure", *(["before", "after"] if before else ["measured"]), "target", ""]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for figure in result["figures"]:
             old = earlier.get((result["scenario"], figure["what"]))
@@ -64,12 +66,16 @@ def _shown(figure: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    paths = [Path(arg) for arg in (argv if argv is not None else sys.argv[1:])]
-    if not 1 <= len(paths) <= 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    after = json.loads(paths[0].read_text())
-    before = json.loads(paths[1].read_text()) if len(paths) == 2 else None
+    parser = argparse.ArgumentParser(prog="python -m bench.markdown", description=__doc__)
+    parser.add_argument("runs", type=Path, nargs="+", metavar="AFTER.json [BEFORE.json]")
+    parser.add_argument("--scenario", action="append", help="only this one (repeatable)")
+    args = parser.parse_args(argv)
+    if len(args.runs) > 2:
+        parser.error("one or two results files")
+    after = json.loads(args.runs[0].read_text())
+    if args.scenario:
+        after["results"] = [r for r in after["results"] if r["scenario"] in args.scenario]
+    before = json.loads(args.runs[1].read_text()) if len(args.runs) == 2 else None
     print(tables(after, before))
     return 0
 

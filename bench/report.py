@@ -115,6 +115,9 @@ def detail_tables(result: Mapping[str, Any]) -> list[DetailTable]:
     runs = details.get("runs")
     if result.get("scenario") == "workers" and runs:
         tables.append(_workers_table(runs))
+    run = details.get("run")
+    if str(result.get("scenario", "")).startswith("fleet") and run and "api_requests" in run:
+        tables.append(_fleet_table(run))
     return tables
 
 
@@ -169,6 +172,26 @@ def _workers_table(runs: Sequence[Mapping[str, Any]]) -> DetailTable:
             ]
             for run in runs
         ],
+    )
+
+
+def _fleet_table(run: Mapping[str, Any]) -> DetailTable:
+    quiet: Mapping[str, Any] = run.get("quiet") or {}
+    columns: list[Mapping[str, int]] = [
+        run["api_requests"],
+        quiet.get("api_requests") or {},
+        (run.get("resync") or {}).get("api_requests") or {},
+    ]
+    names = sorted(set().union(*columns))
+    return DetailTable(
+        caption=(
+            "Kubernetes API requests on sets, their children, Secrets and events, by everyone "
+            "(GETs include kube-controller-manager's garbage collector checking owners): from the "
+            f"set's creation until it was Ready, in the {quiet.get('seconds', 0):.0f} s after, "
+            "and for a resync asked for after that"
+        ),
+        header=["request", "until Ready", "after", "resync"],
+        rows=[[name, *(format_value(c.get(name, 0), "") for c in columns)] for name in names],
     )
 
 

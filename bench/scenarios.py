@@ -1,4 +1,5 @@
-"""The seven scenarios of the benchmark (issues 8 and 14), each returning the figures it measured.
+"""The first seven scenarios of the benchmark (issues 8 and 14), each returning the figures it
+measured; the fleet's two (8 and 9) are in :mod:`bench.fleet`, on the same :class:`Bench`.
 
 A scenario never asserts: it measures, compares with the target of DESIGN 8 (as issue 14 revised
 them) and says whether the target was met. Sizes come from a :class:`Sizes` so the same code runs
@@ -13,7 +14,7 @@ import dataclasses
 import math
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,12 @@ from bench.stack import (
     TOKEN,
     UNLIMITED,
     OperatorProcess,
+    account_emulator,
     fleet_emulator,
 )
 from doks_access import digitalocean, kube
 from doks_access.config import DEFAULT_WORKERS
-from doks_access_testkit.emulator import Emulator, RateLimits
+from doks_access_testkit.emulator import Cluster, Emulator, RateLimits
 
 MiB = 1024 * 1024
 TOKEN_SECRET = "digitalocean-api"
@@ -55,7 +57,11 @@ class Sizes:
     sustained_lifetime: int = 120
     sustained_duration: float = 600.0
     rate_limited: int = 1000
-    rate_limits: RateLimits = DIGITALOCEAN_LIMITS
+    rate_limits: RateLimits = DIGITALOCEAN_LIMITS  # scenarios 6 and 9
+    fleet: int = 1000  # scenario 8: the clusters the set selects
+    fleet_unselected: int = 200  # in the same account, not selected (scenarios 8 and 9)
+    fleet_rate_limited: int = 1000  # scenario 9
+    fleet_settle: float = 30.0  # the window after Ready in which nothing should happen
 
     @classmethod
     def smoke(cls) -> Sizes:
@@ -74,6 +80,10 @@ class Sizes:
             sustained_duration=40.0,
             rate_limited=15,
             rate_limits=RateLimits(per_hour=5000, per_minute=10),
+            fleet=30,
+            fleet_unselected=190,  # two pages
+            fleet_rate_limited=15,
+            fleet_settle=5.0,
         )
 
 
@@ -145,6 +155,12 @@ class Bench:
 
     def emulator(self, *, clusters: int, limits: RateLimits) -> Emulator:
         emulator = fleet_emulator(clusters=clusters, limits=limits)
+        self._stack.enter_context(emulator)
+        return emulator
+
+    def account_emulator(self, clusters: Iterable[Cluster], *, limits: RateLimits) -> Emulator:
+        """An emulator with one account holding ``clusters``, in this order."""
+        emulator = account_emulator(clusters, limits=limits)
         self._stack.enter_context(emulator)
         return emulator
 
