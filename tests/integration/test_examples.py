@@ -13,6 +13,8 @@ import pytest
 import yaml
 from kubernetes import client, utils
 
+from tests import kube
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GROUP, VERSION = "doks-access.dev", "v1alpha1"
 PLURALS = {"DOClusterAccess": "doclusteraccesses", "DOClusterAccessSet": "doclusteraccesssets"}
@@ -34,8 +36,14 @@ def created_namespaces(api: client.ApiClient) -> Iterator[list[str]]:
     """Namespaces the examples name that had to be created; deleted afterwards."""
     created: list[str] = []
     yield created
+    core = client.CoreV1Api(api)
     for namespace in created:
-        client.CoreV1Api(api).delete_namespace(namespace)
+        core.delete_namespace(namespace)
+    for namespace in created:  # several examples use the same namespace: let the next create it
+        kube.eventually(
+            lambda name=namespace: kube.is_absent(lambda: core.read_namespace(name)),
+            what=f"namespace {namespace} to be deleted",
+        )
 
 
 @pytest.mark.usefixtures("crds")
