@@ -36,6 +36,7 @@ from collections.abc import Mapping
 
 __all__ = [
     "MAX_DURATION",
+    "MAX_EXPIRY_SECONDS",
     "AccessSpec",
     "DeletionPolicy",
     "Format",
@@ -51,7 +52,8 @@ __all__ = [
 
 # Far beyond any credential lifetime, and safely inside what datetime arithmetic can represent.
 MAX_DURATION = datetime.timedelta(days=36500)
-_MAX_EXPIRY_SECONDS = int(MAX_DURATION.total_seconds())
+_MAX_DURATION_SECONDS = int(MAX_DURATION.total_seconds())
+MAX_EXPIRY_SECONDS = 2**31 - 1  # the largest expiry_seconds DigitalOcean's API takes (int32)
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -169,7 +171,7 @@ def parse_duration(text: str) -> datetime.timedelta:
         decimal.Decimal(number) * _MICROSECONDS_PER_UNIT[unit]
         for number, unit in _DURATION_PART.findall(text)
     )
-    if microseconds > _MAX_EXPIRY_SECONDS * 1_000_000:
+    if microseconds > _MAX_DURATION_SECONDS * 1_000_000:
         raise ValueError(f"longer than {MAX_DURATION.days} days")
     return datetime.timedelta(microseconds=int(microseconds))
 
@@ -213,8 +215,9 @@ def _expiry_seconds(value: object) -> int | None:
         raise InvalidSpecError("spec.expirySeconds", "is not an integer")
     if value < 0:
         raise InvalidSpecError("spec.expirySeconds", "is negative")
-    if value > _MAX_EXPIRY_SECONDS:
-        raise InvalidSpecError("spec.expirySeconds", f"is more than {MAX_DURATION.days} days")
+    if value > MAX_EXPIRY_SECONDS:
+        # DigitalOcean's API reads expiry_seconds as a 32-bit integer.
+        raise InvalidSpecError("spec.expirySeconds", f"is more than {MAX_EXPIRY_SECONDS}")
     return value or None
 
 

@@ -70,6 +70,10 @@ def test_defaults_are_filled_in(api: client.ApiClient, namespace: str) -> None:
             {"clusterID": CLUSTER_ID, "tokenSecretRef": {"name": "t"}, "expirySeconds": -1},
             "spec.expirySeconds",
         ),
+        (  # DigitalOcean reads expiry_seconds as a 32-bit integer
+            {"clusterID": CLUSTER_ID, "tokenSecretRef": {"name": "t"}, "expirySeconds": 2**31},
+            "spec.expirySeconds",
+        ),
         ({"clusterID": CLUSTER_ID, "tokenSecretRef": {"name": "Not_DNS"}}, "tokenSecretRef.name"),
         (
             {"clusterID": CLUSTER_ID, "tokenSecretRef": {"name": "t"}, "renewBefore": "2 hours"},
@@ -86,6 +90,28 @@ def test_invalid_specs_are_rejected_with_a_message_naming_the_problem(
     api: client.ApiClient, namespace: str, spec: dict[str, Any], message: str
 ) -> None:
     assert message in _rejection(api, namespace, spec)
+
+
+@pytest.mark.usefixtures("crds")
+def test_a_set_template_with_an_expiry_beyond_32_bits_is_refused(
+    api: client.ApiClient, namespace: str
+) -> None:
+    body = {
+        "apiVersion": "doks-access.dev/v1alpha1",
+        "kind": "DOClusterAccessSet",
+        "metadata": {"name": "too-long"},
+        "spec": {
+            "tokenSecretRef": {"name": "t"},
+            "selector": {"namePattern": "*"},
+            "template": {"spec": {"expirySeconds": 2**31}},
+        },
+    }
+    with pytest.raises(ApiException) as raised:
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            "doks-access.dev", "v1alpha1", namespace, "doclusteraccesssets", body
+        )
+    assert raised.value.status == 422
+    assert "spec.template.spec.expirySeconds" in str(raised.value.body)
 
 
 # --- no field names another namespace (DESIGN 2: the multi-tenancy boundary) -----------------

@@ -167,6 +167,17 @@ def test_waits_for_the_reset_when_nothing_remains() -> None:
     assert token_budget.delay(30) == 0
 
 
+def test_nothing_remaining_with_a_distant_reset_waits_a_minute_not_for_the_reset() -> None:
+    # A 0 on a successful answer may be the per-minute burst limit; the reset is the hour's.
+    token_budget = budget()
+    token_budget.record(0)
+
+    token_budget.observe(0, ServerQuota(limit=5000, remaining=0, reset_in=1800))
+
+    assert token_budget.delay(0) == 60
+    assert token_budget.delay(60) == 0
+
+
 def test_holds_everything_back_for_a_pause() -> None:
     token_budget = budget()
 
@@ -406,6 +417,21 @@ async def test_a_request_counts_against_the_minute_until_it_is_answered(
     await asyncio.gather(*(get_clusters(client, count=1) for _ in range(226)))
 
     assert digitalocean.request_times == [0] * 225 + [62]
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_a_success_with_no_quota_left_holds_back_a_minute_at_most(
+    client: DigitalOceanClient, digitalocean: FakeDigitalOcean
+) -> None:
+    digitalocean.script(
+        cluster_reply(**quota_headers(remaining=0, reset_in=3600)),
+        lambda request: cluster_reply(**quota_headers()),
+    )
+
+    await get_clusters(client, count=2)
+
+    assert digitalocean.request_times == [0, 60]
 
 
 @pytest.mark.asyncio

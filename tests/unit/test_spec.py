@@ -103,6 +103,10 @@ def test_accepts_a_cluster_name_instead_of_an_id() -> None:
     assert spec.cluster_name == "prod-cluster-01"
 
 
+def test_takes_the_largest_expiry_digitalocean_reads() -> None:
+    assert parse(expirySeconds=2**31 - 1).expiry_seconds == 2_147_483_647
+
+
 def test_takes_an_expiry_of_zero_as_the_api_default() -> None:
     assert parse(expirySeconds=0).expiry_seconds is None
 
@@ -147,6 +151,7 @@ INVALID_SPECS: list[tuple[dict[str, Any], str]] = [
     ({"expirySeconds": True}, "spec.expirySeconds"),
     ({"expirySeconds": "3600"}, "spec.expirySeconds"),
     ({"expirySeconds": 10**12}, "spec.expirySeconds"),
+    ({"expirySeconds": 2**31}, "spec.expirySeconds"),  # DigitalOcean reads an int32
     ({"tokenSecretRef": None}, "spec.tokenSecretRef"),
     ({"tokenSecretRef": "digitalocean-api"}, "spec.tokenSecretRef"),
     ({"tokenSecretRef": {}}, "spec.tokenSecretRef.name"),

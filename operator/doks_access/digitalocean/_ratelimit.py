@@ -149,7 +149,10 @@ class TokenBudget:
         limit = quota.limit or self._limits.per_hour
         reset_at = now + quota.reset_in
         if quota.remaining == 0:
-            self._blocked_until = max(self._blocked_until, reset_at)
+            # DigitalOcean documents that a 0 may be its per-minute burst limit speaking, while
+            # `ratelimit-reset` is the hourly window's (up to an hour away): wait for the sooner
+            # of the two, and let a 429's Retry-After say if more is needed.
+            self._blocked_until = max(self._blocked_until, min(reset_at, now + _MINUTE))
         elif quota.remaining < limit * self._limits.slowdown_below:
             self._pace_interval = quota.reset_in / quota.remaining
             self._pace_until = reset_at
