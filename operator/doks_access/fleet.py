@@ -31,7 +31,7 @@ from doks_access import bookkeeping, digitalocean, dispatch, kube, selection, se
 from doks_access.conditions import ConditionType
 from doks_access.dependencies import Dependencies
 from doks_access.listings import ClusterListings, Listing
-from doks_access.objects import Key
+from doks_access.objects import Key, is_newer
 from doks_access.spec import InvalidSpecError
 
 __all__ = ["SETTLE", "SetController", "SetObject"]
@@ -96,10 +96,7 @@ class SetObject:
             return dataclasses.replace(record, spec_error=str(exc))
 
     def newer_than(self, other: SetObject) -> bool:
-        if other.uid != self.uid:
-            return True
-        mine, theirs = self.resource_version, other.resource_version
-        return not (mine.isdigit() and theirs.isdigit()) or int(mine) > int(theirs)
+        return is_newer((self.uid, self.resource_version), than=(other.uid, other.resource_version))
 
 
 @dataclasses.dataclass
@@ -274,7 +271,9 @@ class SetController:
             interim = setstatus.SetReport(
                 generation=obj.generation, plan=plan, synced_at=listing.listed_at
             )
-            await self._write_status(memory, interim, now=now)
+            _status, written = await self._write_status(obj, interim, now=now)
+            if written is not None:  # kept as the record's, so that the final status builds on it
+                self.observe(SetObject.from_body(written, known=obj))
         plan = await self._write(obj, parsed, plan)
         memory.pending = plan.count(selection.ClusterState.PENDING) > 0
         report = setstatus.SetReport(
@@ -345,29 +344,24 @@ class SetController:
         return dataclasses.replace(plan, create=tuple(created), entries=entries)
 
     async def _write_status(
-        self, memory: _Memory, report: setstatus.SetReport, *, now: datetime.datetime
-    ) -> None:
-        """Only the status ``report`` calls for (no events, no metrics), kept as the record's."""
-        obj = memory.obj
+        self, obj: SetObject, report: setstatus.SetReport, *, now: datetime.datetime
+    ) -> tuple[setstatus.SetStatus, dict[str, Any] | None]:
+        """The status ``report`` calls for, written if it changed; and the object as the PATCH
+        returned it (None: nothing to write)."""
         current = setstatus.status_for(previous=obj.status, report=report, now=now)
         patch = setstatus.status_patch(previous=obj.status, current=current)
-        if patch is not None:
-            written = await self._deps.kube.patch_set_status(
-                namespace=obj.namespace, name=obj.name, patch=patch
-            )
-            self.observe(SetObject.from_body(written, known=obj))
+        if patch is None:
+            return current, None
+        written = await self._deps.kube.patch_set_status(
+            namespace=obj.namespace, name=obj.name, patch=patch
+        )
+        return current, written
 
     async def _publish(
         self, memory: _Memory, result: _Result, *, now: datetime.datetime
     ) -> dict[str, Any] | None:
         obj = memory.obj
-        current = setstatus.status_for(previous=obj.status, report=result.report, now=now)
-        patch = setstatus.status_patch(previous=obj.status, current=current)
-        written = None
-        if patch is not None:
-            written = await self._deps.kube.patch_set_status(
-                namespace=obj.namespace, name=obj.name, patch=patch
-            )
+        current, written = await self._write_status(obj, result.report, now=now)
         plan = result.plan_applied
         events = setstatus.events_for(
             previous=obj.status, current=current, plan=plan, reported=memory.refused

@@ -20,7 +20,7 @@ from doks_access import spec as specs
 from doks_access.bookkeeping import REFRESH_REQUESTED_AT
 from doks_access.status import Status
 
-__all__ = ["AccessObject", "Key", "key_of"]
+__all__ = ["AccessObject", "Key", "is_newer", "key_of"]
 
 Key = tuple[str, str]  # namespace, name
 
@@ -89,12 +89,7 @@ class AccessObject:
         resourceVersions are compared as numbers, which they are on every etcd-backed API server;
         should one not be, the newcomer wins, as a watch event would.
         """
-        if other.uid != self.uid:
-            return True
-        mine, theirs = self.resource_version, other.resource_version
-        if mine.isdigit() and theirs.isdigit():
-            return int(mine) > int(theirs)
-        return True
+        return is_newer((self.uid, self.resource_version), than=(other.uid, other.resource_version))
 
     def with_status(self, status: Status, *, resource_version: str) -> AccessObject:
         """This record after our own status write, which the API server answered with
@@ -105,6 +100,18 @@ class AccessObject:
     def default_secret_name(self) -> str:
         """Where the credential goes when the spec cannot say (it is invalid)."""
         return self.status.secret_name or f"{self.name}-kubeconfig"
+
+
+def is_newer(version: tuple[str, str], *, than: tuple[str, str]) -> bool:
+    """Whether ``version`` (uid, resourceVersion) is a later one than ``than``: another object
+    (a new uid) always is; resourceVersions are compared as numbers, which they are on every
+    etcd-backed API server, and should one not be, the newcomer wins, as a watch event would."""
+    (uid, mine), (other_uid, theirs) = version, than
+    if uid != other_uid:
+        return True
+    if mine.isdigit() and theirs.isdigit():
+        return int(mine) > int(theirs)
+    return True
 
 
 def key_of(body: Mapping[str, object]) -> Key:

@@ -149,7 +149,7 @@ def parse_set_spec(body: Mapping[str, object]) -> SetSpec:
     spec = body.get("spec")
     if not isinstance(spec, Mapping):
         raise InvalidSpecError("spec", "is missing" if spec is None else "is not an object")
-    token = _token_secret(spec.get("tokenSecretRef"))
+    token = specs.parse_token_secret(_mapping(spec.get("tokenSecretRef"), "spec.tokenSecretRef"))
     template = _mapping(spec.get("template"), "spec.template")
     template_metadata = _mapping(template.get("metadata"), "spec.template.metadata")
     template_spec = dict(_mapping(template.get("spec"), "spec.template.spec"))
@@ -301,13 +301,6 @@ def _strings(value: object, field: str, *, limit: int) -> tuple[str, ...]:
         if not isinstance(item, str) or not item or len(item) > 255:
             raise InvalidSpecError(field, "must hold non-empty strings of at most 255 characters")
     return tuple(value)
-
-
-def _token_secret(value: object) -> SecretKeyRef:
-    # The same rules as a DOClusterAccess's tokenSecretRef.
-    ref = _mapping(value, "spec.tokenSecretRef")
-    body = {"metadata": {"name": "x"}, "spec": {"clusterID": _EXAMPLE_ID, "tokenSecretRef": ref}}
-    return specs.parse_spec(body).token_secret
 
 
 def _resync_interval(value: object) -> datetime.timedelta:

@@ -48,6 +48,7 @@ __all__ = [
     "parse_duration",
     "parse_labels",
     "parse_spec",
+    "parse_token_secret",
 ]
 
 # Far beyond any credential lifetime, and safely inside what datetime arithmetic can represent.
@@ -152,7 +153,7 @@ def parse_spec(body: Mapping[str, object]) -> AccessSpec:
         cluster_id=cluster_id,
         cluster_name=cluster_name,
         expiry_seconds=_expiry_seconds(spec.get("expirySeconds")),
-        token_secret=_token_secret(spec.get("tokenSecretRef")),
+        token_secret=parse_token_secret(spec.get("tokenSecretRef")),
         target=_target(spec.get("target"), object_name=name),
         renew_before=_renew_before(spec.get("renewBefore")),
         verify=_boolean(spec.get("verify"), "spec.verify"),
@@ -221,7 +222,9 @@ def _expiry_seconds(value: object) -> int | None:
     return value or None
 
 
-def _token_secret(value: object) -> SecretKeyRef:
+def parse_token_secret(value: object) -> SecretKeyRef:
+    """A ``tokenSecretRef`` (a Secret of the object's own namespace, and its key), or
+    :class:`InvalidSpecError`."""
     ref = _mapping(value, "spec.tokenSecretRef", required=True)
     name = _required_string(ref.get("name"), "spec.tokenSecretRef.name")
     _check_name(name, "spec.tokenSecretRef.name")

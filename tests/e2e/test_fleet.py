@@ -130,6 +130,14 @@ def children_of(api: client.ApiClient, namespace: str, set_name: str) -> dict[st
     }
 
 
+def child_uids(api: client.ApiClient, namespace: str, set_name: str) -> dict[str, str]:
+    """The UID of the set's child for each cluster ID: which objects, not just which names."""
+    return {
+        cluster_id: child["metadata"]["uid"]
+        for cluster_id, child in children_of(api, namespace, set_name).items()
+    }
+
+
 def secret_names(api: client.ApiClient, namespace: str) -> set[str]:
     listed = client.CoreV1Api(api).list_namespaced_secret(
         namespace, label_selector="app.kubernetes.io/managed-by=doks-access-operator"
@@ -649,10 +657,7 @@ def test_a_failed_listing_changes_no_child(
     )
     apply_set(api, namespace, "steady", {"selector": {"tags": ["steady"]}})
     wait_for_set(api, namespace, "steady", "Ready", "True", matched=2, ready=2)
-    before = {
-        cluster_id: child["metadata"]["uid"]
-        for cluster_id, child in children_of(api, namespace, "steady").items()
-    }
+    before = child_uids(api, namespace, "steady")
 
     added = digitalocean.add_fault(fault)
     try:
@@ -660,10 +665,7 @@ def test_a_failed_listing_changes_no_child(
         obj = wait_for_set(api, namespace, "steady", "Reconciling", "True", "ListFailed")
         assert set_condition(obj, "Ready")["status"] == "True"  # type: ignore[index]
         assert obj["status"]["matched"] == 2
-        after = {
-            cluster_id: child["metadata"]["uid"]
-            for cluster_id, child in children_of(api, namespace, "steady").items()
-        }
+        after = child_uids(api, namespace, "steady")
         assert after == before
     finally:
         digitalocean.remove_fault(added.id)
