@@ -67,7 +67,7 @@ soak: venv controlplane  ## Continuity soak (about 12 min): consumers authentica
 
 # `make chaos SCENARIO=failover` runs one of them.
 SCENARIO ?= chaos
-chaos: venv controlplane  ## Fault injection (about 15 min): outages, 429s, restarts, kills, failover.
+chaos: venv controlplane  ## Fault injection (about 17 min): outages, 429s, restarts, kills, failover, revoked or capped tokens.
 	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" $(BIN)/python -m reliability \
 		--scenario $(SCENARIO) --out .reliability/chaos.json $(RELIABILITY_ARGS)
 

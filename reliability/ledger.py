@@ -35,14 +35,17 @@ class ConsumerTally:
     credentials: list[str] = dataclasses.field(default_factory=list)  # in the order first seen
     first_seen: list[float] = dataclasses.field(default_factory=list)  # epoch, one per credential
     refusals: list[float] = dataclasses.field(default_factory=list)  # epoch seconds, first 20
+    last_refusal: float | None = None  # epoch seconds
 
     def record(self, attempt: Attempt, *, at: float, credential: str | None) -> None:
         self.counts[attempt] += 1
         if credential is not None and credential not in self.credentials:
             self.credentials.append(credential)
             self.first_seen.append(at)
-        if attempt is Attempt.REFUSED and len(self.refusals) < 20:
-            self.refusals.append(at)
+        if attempt is Attempt.REFUSED:
+            self.last_refusal = at
+            if len(self.refusals) < 20:
+                self.refusals.append(at)
 
     @property
     def attempts(self) -> int:
@@ -53,9 +56,11 @@ class ConsumerTally:
         return next((at for at in self.first_seen if at >= moment), None)
 
     def refused_outside(self, windows: Iterable[tuple[float, float]]) -> int:
-        """Refusals outside the given (start, end) windows, among the recorded ones."""
+        """Refusals outside the given (start, end) windows, among the recorded ones (the first
+        20 and the last)."""
         spans = list(windows)
-        return sum(1 for at in self.refusals if not any(a <= at <= b for a, b in spans))
+        recorded = {*self.refusals, *([self.last_refusal] if self.last_refusal else [])}
+        return sum(1 for at in recorded if not any(a <= at <= b for a, b in spans))
 
 
 def total(tallies: Iterable[ConsumerTally], attempt: Attempt) -> int:

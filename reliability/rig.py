@@ -69,9 +69,19 @@ class Rig:
         await self.kube.create_token_secret(namespace=name, name=TOKEN_SECRET, token=TOKEN)
         return name
 
-    def clusters(self, prefix: str, count: int, *, mode: ClusterMode = "token") -> list[str]:
+    def clusters(
+        self,
+        prefix: str,
+        count: int,
+        *,
+        mode: ClusterMode = "token",
+        max_lifetime: int | None = None,
+    ) -> list[str]:
+        """New clusters; ``max_lifetime`` caps their credentials (seconds, as DigitalOcean may)."""
         made = [
-            self.emulator.add_cluster(Cluster(name=f"{prefix}-{i:02d}", mode=mode))
+            self.emulator.add_cluster(
+                Cluster(name=f"{prefix}-{i:02d}", mode=mode, max_lifetime=max_lifetime)
+            )
             for i in range(count)
         ]
         return [c.id for c in made]
@@ -105,6 +115,7 @@ class Rig:
         lifetime: int,
         target: Mapping[str, Any] | None = None,
         renew_before: str | None = None,
+        verify: bool = False,
     ) -> None:
         spec: dict[str, Any] = {
             "clusterID": cluster_id,
@@ -114,6 +125,8 @@ class Rig:
         }
         if renew_before:
             spec["renewBefore"] = renew_before
+        if verify:  # proved before written, and the lifetime guard
+            spec["verify"] = True
         await self.kube.create_object(namespace=namespace, name=name, spec=spec)
 
     async def request_refresh(self, namespace: str, names: Iterable[str], value: str) -> None:

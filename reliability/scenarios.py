@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -42,6 +43,11 @@ FETCH_ENDS = (
     "fetching a credential needs attention",
 )
 WRITE_SETTLE = 2.0  # seconds from DigitalOcean's answer to the Secret write, with room to spare
+# kube-apiserver caches a successful token review this long, whatever its flags say: a token it
+# accepted may go on working that much past its expiry or revocation (tools/testkit's emulator).
+APISERVER_CACHE = 10.0
+REJECTED = "the cluster refuses the held credential"  # how the lifetime guard logs a 401
+WROTE = "wrote a credential"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +69,8 @@ class Sizes:
     restart_pause: float = 15.0
     kills: int = 10
     failovers: int = 4
+    guard_lifetime: int = 120  # the lifetime guard's scenarios: checks at 30, 60 and 90 s
+    lifetime_cap: int = 15  # DigitalOcean's cap: 15 s past it, the 30 s check is past the cache
 
     @classmethod
     def smoke(cls) -> Sizes:
@@ -85,6 +93,8 @@ class Sizes:
             restart_pause=5.0,
             kills=2,
             failovers=1,
+            guard_lifetime=80,
+            lifetime_cap=5,
         )
 
 
@@ -179,8 +189,10 @@ async def _fleet(
     consumers: int = 1,
     lag: float = 0.0,
     renew_before: str | None = None,
+    verify: bool = False,
+    max_lifetime: int | None = None,
 ) -> Fleet:
-    ids = rig.clusters(f"{namespace}-{prefix}", count, mode=mode)
+    ids = rig.clusters(f"{namespace}-{prefix}", count, mode=mode, max_lifetime=max_lifetime)
     names = [f"{prefix}-{i:02d}" for i in range(count)]
     for i, (name, cluster) in enumerate(zip(names, ids, strict=True)):
         await rig.create(
@@ -190,6 +202,7 @@ async def _fleet(
             lifetime=lifetime,
             target=FORMATS[i % len(FORMATS)],
             renew_before=renew_before,
+            verify=verify,
         )
     groups = {
         name: [
@@ -218,12 +231,22 @@ def _merge(*fleets: Fleet) -> Fleet:
 
 
 async def _stage(
-    rig: Rig, outcome: Outcome, namespace: str, *, count: int, lifetime: int
+    rig: Rig,
+    outcome: Outcome,
+    namespace: str,
+    *,
+    count: int,
+    lifetime: int,
+    verify: bool = False,
+    max_lifetime: int | None = None,
 ) -> tuple[Fleet, OperatorProcess] | None:
     """A namespace, ``count`` objects with one consumer each, an operator; ``None`` (and a failed
-    check) if they did not all become Ready."""
+    check) if they did not all become Ready. ``verify``: ``spec.verify``; ``max_lifetime``: the
+    clusters' cap on credential lifetimes."""
     await rig.namespace(namespace)
-    fleet = await _fleet(rig, namespace, count=count, lifetime=lifetime)
+    fleet = await _fleet(
+        rig, namespace, count=count, lifetime=lifetime, verify=verify, max_lifetime=max_lifetime
+    )
     operator = rig.operator(namespace)
     if not await _ready(rig, fleet, outcome):
         return None
@@ -246,12 +269,15 @@ async def _finish(
     lifetime: float,
     duration: float,
     allowance: int = 0,
+    replaced: int = 0,
     unreachable_allowed: bool = False,
 ) -> None:
     """The checks every scenario ends with: consumers, objects, calls, the operator itself.
 
     The credentials the objects may cost: one each, one per renewal the ``duration`` allows, one
-    per refresh the scenario requested, and the ``allowance`` of fetches its faults may waste.
+    per refresh the scenario requested, ``replaced``: one per credential the scenario made the
+    cluster refuse (written, and used, so not waste), and the ``allowance`` of fetches its faults
+    may waste.
     """
     tallies = fleet.tallies()
     outcome.consumers(tallies)
@@ -269,11 +295,13 @@ async def _finish(
     wasted = ledger.wasted_fetches(issued, written)
     renewals = ledger.fetch_bound(lifetime=lifetime, duration=duration) * len(fleet.names)
     requested = rig.refreshes_requested[fleet.namespace]
-    bound = renewals + requested + allowance
+    bound = renewals + requested + replaced + allowance
     calls = sum(issued.values())
+    replacements = f" + {replaced} replaced after a refusal" if replaced else ""
     outcome.do_calls = (
         f"{calls} credentials for {len(fleet.names)} objects (at most {bound}: "
-        f"{renewals} by schedule + {requested} requested + {allowance} allowed waste)"
+        f"{renewals} by schedule + {requested} requested{replacements} + {allowance} allowed "
+        "waste)"
     )
     outcome.figures["credentials issued"] = calls
     outcome.figures["credentials never written"] = wasted
@@ -291,7 +319,9 @@ async def _finish(
         f"{wasted} wasted",
     )
     outcome.check(
-        "no more credentials than first fetch, renewals, requests and allowed waste",
+        "no more credentials than first fetch, renewals, requests"
+        + (", replacements" if replaced else "")
+        + " and allowed waste",
         calls <= bound,
         f"{calls} ≤ {bound}",
     )
@@ -937,6 +967,305 @@ def _fetch_times(process: OperatorProcess) -> list[float]:
     return [epoch(e) for e in log_entries(process.log_path) if _fetches(e)]
 
 
+# -- the lifetime guard: a credential the cluster stops accepting before its computed expiry ------
+
+
+async def revoked(rig: Rig, sizes: Sizes) -> Outcome:
+    """Every held token revoked at once: the guard finds each at its next quarter mark and fetches
+    a new one; consumers are refused only from the revocation until they use it."""
+    outcome = Outcome("revoked", "Every held token revoked: the lifetime guard replaces them")
+    with _timed(outcome):
+        lifetime = sizes.guard_lifetime
+        quarter = lifetime / 4
+        staged = await _stage(
+            rig, outcome, "rel-revoked", count=sizes.objects, lifetime=lifetime, verify=True
+        )
+        if staged is None:
+            return outcome
+        fleet, operator = staged
+        emulator = rig.emulator
+        issued_at = {
+            name: emulator.issued_credentials(cluster_id=cluster)[0].issued_at
+            for name, cluster in fleet.clusters.items()
+        }
+        started = time.monotonic()
+        async with running(fleet.all_consumers):
+            outcome.check(
+                "every consumer authenticated before the revocation",
+                await _authenticating(fleet, within=30),
+            )
+            mark = _log_size(operator)
+            revoked_at = time.time()
+            tokens = sum(emulator.revoke(cluster_id=c) for c in fleet.clusters.values())
+            written = await _first_logged(
+                operator, fleet, WROTE, since=mark, within=quarter + APISERVER_CACHE + 30
+            )
+            await asyncio.sleep(2)  # consumers read the Secret every 250 ms
+            # Past the replacement's first guard mark: the guard accepts it, no more fetches.
+            await asyncio.sleep(quarter + 3)
+        rejected = _first_entries(operator, fleet, REJECTED, since=mark)
+        ages = [revoked_at - issued_at[n] for n in fleet.names]
+        outcome.load = (
+            f"{len(fleet.names)} objects with spec.verify, {lifetime} s credentials, "
+            "1 consumer each"
+        )
+        outcome.faults = (
+            f"{tokens} tokens revoked at once, {min(ages):.1f} to {max(ages):.1f} s into their "
+            f"{lifetime} s lifetime"
+        )
+        outcome.figures["tokens revoked"] = tokens
+        # The guard looks at each quarter mark; a token revoked less than the apiserver's cache
+        # before a mark may pass that one and be found at the next.
+        outcome.check(
+            f"revoked at least {APISERVER_CACHE:g} s (the apiserver's cache) before every "
+            "object's next guard mark",
+            all(quarter - age >= APISERVER_CACHE for age in ages),
+            f"{min(quarter - age for age in ages):.1f} s before the earliest",
+        )
+        await _guard_outcome(
+            rig,
+            fleet,
+            outcome,
+            broke=dict.fromkeys(fleet.names, revoked_at),
+            rejected=rejected,
+            written=written,
+            within=quarter + 5,
+            what="the revocation",
+        )
+        await _finish(
+            rig,
+            fleet,
+            outcome,
+            [operator],
+            lifetime=lifetime,
+            duration=time.monotonic() - started + 10,
+            replaced=len(fleet.names),
+        )
+        outcome.refusals_expected = (
+            " (expected: revoked tokens, refused until the guard's next check replaced them)"
+        )
+    return outcome
+
+
+async def capped(rig: Rig, sizes: Sizes) -> Outcome:
+    """DigitalOcean caps the lifetime below the one asked for: the credential stops working long
+    before the expiry the operator computed. The guard finds it at its next quarter mark."""
+    outcome = Outcome(
+        "capped", "Lifetimes capped below the request: the lifetime guard replaces them"
+    )
+    with _timed(outcome):
+        lifetime, cap = sizes.guard_lifetime, sizes.lifetime_cap
+        quarter = lifetime / 4
+        staged = await _stage(
+            rig,
+            outcome,
+            "rel-capped",
+            count=sizes.objects,
+            lifetime=lifetime,
+            verify=True,
+            max_lifetime=cap,
+        )
+        if staged is None:
+            return outcome
+        fleet, operator = staged
+        emulator = rig.emulator
+        first = {
+            name: emulator.issued_credentials(cluster_id=cluster)[0]
+            for name, cluster in fleet.clusters.items()
+        }
+        # Every object holds a capped credential: lifting the cap now lets the replacement last
+        # (a cap applies to the credentials issued under it). Lifting it at the first refusal
+        # would race the fetch the guard makes at once.
+        for cluster in fleet.clusters.values():
+            emulator.update_cluster(cluster, max_lifetime=0)
+        lifted = time.time()
+        outcome.check(
+            f"every first credential was capped at {cap} s",
+            all(abs(c.expires_at - c.issued_at - cap) < 1 for c in first.values()),
+        )
+        started = time.monotonic()
+        mark = _log_size(operator)
+        async with running(fleet.all_consumers):
+            written = await _first_logged(
+                operator, fleet, WROTE, since=mark, within=quarter * 2 + 30
+            )
+            await asyncio.sleep(2)
+            await asyncio.sleep(quarter + 3)  # past the replacement's first guard mark
+        rejected = _first_entries(operator, fleet, REJECTED, since=mark)
+        outcome.load = (
+            f"{len(fleet.names)} objects with spec.verify, {lifetime} s credentials asked for, "
+            "1 consumer each"
+        )
+        outcome.faults = (
+            f"lifetimes capped at {cap} s ({lifetime} s asked for), lifted once every object "
+            "held a capped credential"
+        )
+        expiry = {name: c.expires_at for name, c in first.items()}
+        outcome.figures["seconds from the earliest first fetch to the cap lifted"] = round(
+            lifted - min(c.issued_at for c in first.values()), 1
+        )
+        # The first quarter mark at least the apiserver's cache past the real expiry.
+        guard_mark = quarter * math.ceil((cap + APISERVER_CACHE) / quarter)
+        caught = {name: rejected[name] - first[name].issued_at for name in rejected}
+        outcome.figures["seconds into each credential when the guard found it refused"] = [
+            round(caught[n], 1) if n in caught else None for n in fleet.names
+        ]
+        outcome.check(
+            "every object caught before its computed expiry",
+            len(caught) == len(fleet.names) and max(caught.values()) < lifetime,
+            f"latest {max(caught.values(), default=math.inf):.1f} s of {lifetime}",
+        )
+        outcome.check(
+            f"caught at the {guard_mark:g} s guard mark, the first past the real expiry and the "
+            "apiserver's cache",
+            len(caught) == len(fleet.names) and max(caught.values()) <= guard_mark + 3,
+        )
+        await _guard_outcome(
+            rig,
+            fleet,
+            outcome,
+            broke=expiry,
+            rejected=rejected,
+            written=written,
+            within=guard_mark - cap + 5,
+            what="the real expiry",
+        )
+        await _finish(
+            rig,
+            fleet,
+            outcome,
+            [operator],
+            lifetime=lifetime,
+            duration=time.monotonic() - started + 10,
+            replaced=len(fleet.names),
+        )
+        outcome.refusals_expected = (
+            " (expected: from the capped expiry until the guard's next check replaced them)"
+        )
+    return outcome
+
+
+async def _guard_outcome(
+    rig: Rig,
+    fleet: Fleet,
+    outcome: Outcome,
+    *,
+    broke: dict[str, float],
+    rejected: dict[str, float],
+    written: dict[str, float],
+    within: float,
+    what: str,
+) -> None:
+    """The checks and figures of a credential the cluster stopped accepting at ``broke`` (per
+    object), found by the guard (``rejected``) and replaced (``written``): the time to each, one
+    credential more per object, refusals only meanwhile."""
+    names = fleet.names
+    recovered = {n: broke[n] + _consumer_recovery(fleet, n, broke[n]) for n in names}
+
+    def after(times: dict[str, float]) -> list[float | None]:
+        return [round(times[n] - broke[n], 1) if n in times else None for n in names]
+
+    outcome.figures[f"seconds from {what} to the guard's rejection"] = after(rejected)
+    outcome.figures[f"seconds from {what} to a working Secret"] = after(written)
+    outcome.figures[f"seconds from {what} to consumers using the new credential"] = after(recovered)
+    to_secret = [written[n] - broke[n] for n in names if n in written]
+    if to_secret:
+        outcome.figures[f"seconds from {what} to a working Secret (min / median / max)"] = [
+            round(min(to_secret), 1),
+            round(statistics.median(to_secret), 1),
+            round(max(to_secret), 1),
+        ]
+    outcome.check(
+        "the guard found every refused credential",
+        set(rejected) == set(names),
+        f"{len(rejected)} of {len(names)}",
+    )
+    outcome.check(
+        f"every object had a working Secret within {within:g} s of {what}",
+        len(to_secret) == len(names) and max(to_secret) <= within,
+        f"slowest {max(to_secret, default=math.inf):.1f} s",
+    )
+    events = await _warnings(rig, fleet.namespace, "CredentialRejected")
+    outcome.check(
+        "every object showed a CredentialRejected warning",
+        set(events) >= set(names),
+        f"{len(set(events) & set(names))} of {len(names)}",
+    )
+    # The status in between: Ready=False CredentialRejected, then Ready again with the new one.
+    ready = await rig.wait_until(fleet.namespace, names, is_ready, within=10)
+    outcome.check("every object Ready again", ready)
+    issued = {
+        name: len(rig.emulator.issued_credentials(cluster_id=cluster))
+        for name, cluster in fleet.clusters.items()
+    }
+    outcome.figures["credentials issued per object"] = issued
+    outcome.check(
+        "exactly one credential more per object: the replacement, and the guard accepted it",
+        all(count == 2 for count in issued.values()),
+    )
+    windows = {n: (broke[n] - 1, recovered[n] + 0.5) for n in names}
+    stray = sum(
+        c.tally.refused_outside([windows[name]])
+        for name, group in fleet.consumers.items()
+        for c in group
+    )
+    outcome.check(f"consumers refused only between {what} and their recovery", stray == 0)
+    outcome.figures["refusals per object"] = {
+        name: ledger.total([c.tally for c in group], Attempt.REFUSED)
+        for name, group in fleet.consumers.items()
+    }
+
+
+async def _authenticating(fleet: Fleet, *, within: float) -> bool:
+    """Wait until every consumer has been authenticated at least once."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if all(c.tally.counts[Attempt.AUTHENTICATED] for c in fleet.all_consumers):
+            return True
+        await asyncio.sleep(0.25)
+    return False
+
+
+def _first_entries(
+    operator: OperatorProcess, fleet: Fleet, message: str, *, since: int
+) -> dict[str, float]:
+    """Per object: when the operator first logged ``message`` for it, from byte ``since`` on."""
+    found: dict[str, float] = {}
+    keys = {f"{fleet.namespace}/{name}": name for name in fleet.names}
+    with operator.log_path.open("rb") as log:
+        log.seek(since)
+        lines = log.read().decode(errors="replace").splitlines()
+    for line in lines:
+        with contextlib.suppress(ValueError, KeyError):
+            entry = json.loads(line) if line.startswith("{") else {}
+            name = keys.get(str(entry.get("object", "")))
+            if name and name not in found and str(entry.get("message", "")).startswith(message):
+                found[name] = epoch(entry)
+    return found
+
+
+async def _first_logged(
+    operator: OperatorProcess, fleet: Fleet, message: str, *, since: int, within: float
+) -> dict[str, float]:
+    """:func:`_first_entries`, once every object has one (or ``within`` seconds have passed)."""
+    deadline = time.monotonic() + within
+    while True:
+        found = _first_entries(operator, fleet, message, since=since)
+        if len(found) == len(fleet.names) or time.monotonic() >= deadline:
+            return found
+        await asyncio.sleep(0.25)
+
+
+async def _warnings(rig: Rig, namespace: str, reason: str) -> set[str]:
+    """The objects with a Warning event of ``reason``."""
+    events = await rig.kube.core.list_namespaced_event(namespace)
+    return {
+        str(e.involved_object.name)
+        for e in events.items
+        if e.reason == reason and e.type == "Warning" and e.involved_object
+    }
+
+
 SCENARIOS: dict[str, Callable[[Rig, Sizes], Awaitable[Outcome]]] = {
     "soak": soak,
     "brownout": brownout,
@@ -946,5 +1275,7 @@ SCENARIOS: dict[str, Callable[[Rig, Sizes], Awaitable[Outcome]]] = {
     "etcd-restart": etcd_restart,
     "operator-kill": operator_kill,
     "failover": failover,
+    "revoked": revoked,
+    "capped": capped,
 }
 CHAOS = tuple(name for name in SCENARIOS if name != "soak")

@@ -21,7 +21,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from doks_access import __version__, config, digitalocean, kube, kubeconfig, logs, rendering, spec
+from doks_access import (
+    __version__,
+    config,
+    digitalocean,
+    issuance,
+    kube,
+    kubeconfig,
+    logs,
+    rendering,
+    spec,
+    verify,
+)
 
 if TYPE_CHECKING:
     from doks_access import controller, dependencies, dispatch
@@ -52,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         "fetch",
         help="fetch one kubeconfig through the DigitalOcean API and describe it",
         description=f"Fetch one kubeconfig (token from ${TOKEN_ENV}), validate it like the "
-        "operator does, print a JSON summary without secrets, and optionally save it.",
+        "operator does, print a JSON summary without secrets, and optionally save it. A failure "
+        "is reported as '<reason>: <detail>' with the operator's reasons (RequestRefused, "
+        "SSORequired, Unauthorized, ...) and exit status 1.",
     )
     fetch.add_argument("--cluster-id", required=True, help="the DOKS cluster's UUID")
     fetch.add_argument(
@@ -74,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument(
         "--reveal", action="store_true", help="with --show-secret: print the data unredacted"
+    )
+    fetch.add_argument(
+        "--verify",
+        action="store_true",
+        help="also prove the credential works: one SelfSubjectReview on the cluster, as "
+        "spec.verify does (the identity is printed)",
     )
     return parser
 
@@ -216,23 +235,32 @@ def _fetch(args: argparse.Namespace) -> int:
     if args.expiry_seconds < 0:
         print(f"{PROGRAM}: --expiry-seconds must be 0 or more", file=sys.stderr)
         return 2
-    verify = ssl.create_default_context(cafile=args.ca_file) if args.ca_file else True
+    trust = ssl.create_default_context(cafile=args.ca_file) if args.ca_file else True
     try:
-        credential = asyncio.run(
+        credential, identity = asyncio.run(
             _fetch_credential(
                 api_url=args.api_url,
-                verify=verify,
+                trust=trust,
                 token=token,
                 cluster_id=args.cluster_id,
                 expiry_seconds=args.expiry_seconds or None,
+                verifier=verify.identity_of if args.verify else None,
             )
         )
-    except (digitalocean.DigitalOceanError, ValueError) as exc:
+    except issuance.FETCH_ERRORS as exc:
+        # The operator's own reasons (status.lastFailureReason), so that both say the same.
+        failure = issuance.failure_of(exc)
+        print(f"{PROGRAM}: {failure.reason.value}: {failure.detail}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
         print(f"{PROGRAM}: {exc}", file=sys.stderr)
         return 1
     if args.output is not None:
         _write_private(args.output, credential.raw)
-    print(json.dumps(_summary(credential), indent=2))
+    summary = _summary(credential)
+    if identity is not None:
+        summary["identity"] = identity
+    print(json.dumps(summary, indent=2))
     if args.show_secret:
         preview = _secret_preview(credential, name=args.show_secret, cluster_id=args.cluster_id)
         print(json.dumps(preview if args.reveal else _redacted(preview), indent=2))
@@ -268,14 +296,19 @@ def _redacted(manifest: dict[str, object]) -> dict[str, object]:
 async def _fetch_credential(
     *,
     api_url: str,
-    verify: ssl.SSLContext | bool,
+    trust: ssl.SSLContext | bool,
     token: str,
     cluster_id: str,
     expiry_seconds: int | None,
-) -> kubeconfig.Credential:
-    async with digitalocean.DigitalOceanClient(base_url=api_url, verify=verify) as client:
-        return await client.fetch_kubeconfig(
-            token=token, cluster_id=cluster_id, expiry_seconds=expiry_seconds
+    verifier: issuance.Verifier | None,
+) -> tuple[kubeconfig.Credential, str | None]:
+    async with digitalocean.DigitalOceanClient(base_url=api_url, verify=trust) as client:
+        return await issuance.fetch_credential(
+            client,
+            token=token,
+            cluster_id=cluster_id,
+            expiry_seconds=expiry_seconds,
+            verifier=verifier,
         )
 
 

@@ -55,6 +55,8 @@ class StalledReason(enum.StrEnum):
     CLUSTER_NOT_FOUND = "ClusterNotFound"
     AMBIGUOUS_CLUSTER_NAME = "AmbiguousClusterName"
     SECRET_CONFLICT = "SecretConflict"  # noqa: S105 - a reason, not a secret
+    REQUEST_REFUSED = "RequestRefused"
+    SSO_REQUIRED = "SSORequired"
 
 
 class ReadyReason(enum.StrEnum):
@@ -64,6 +66,8 @@ class ReadyReason(enum.StrEnum):
     PENDING = "Pending"
     EXPIRED = "Expired"
     SUSPENDED = "Suspended"
+    # The lifetime guard found that the cluster no longer accepts the held credential.
+    CREDENTIAL_REJECTED = "CredentialRejected"
     # Without a credential, Ready says why the object is stalled: one member per StalledReason.
     INVALID_SPEC = StalledReason.INVALID_SPEC.value
     TOKEN_SECRET_MISSING = StalledReason.TOKEN_SECRET_MISSING.value
@@ -71,6 +75,8 @@ class ReadyReason(enum.StrEnum):
     CLUSTER_NOT_FOUND = StalledReason.CLUSTER_NOT_FOUND.value
     AMBIGUOUS_CLUSTER_NAME = StalledReason.AMBIGUOUS_CLUSTER_NAME.value
     SECRET_CONFLICT = StalledReason.SECRET_CONFLICT.value
+    REQUEST_REFUSED = StalledReason.REQUEST_REFUSED.value
+    SSO_REQUIRED = StalledReason.SSO_REQUIRED.value
 
 
 class ReconcilingReason(enum.StrEnum):
@@ -86,6 +92,10 @@ _STALLED_MESSAGES = {
     StalledReason.CLUSTER_NOT_FOUND: "DigitalOcean knows no such cluster for this API token.",
     StalledReason.AMBIGUOUS_CLUSTER_NAME: "Several clusters have this name.",
     StalledReason.SECRET_CONFLICT: "The target Secret exists and is not managed by this object.",
+    StalledReason.REQUEST_REFUSED: "DigitalOcean refused to issue a credential as asked.",
+    StalledReason.SSO_REQUIRED: (
+        "The cluster requires SSO: DigitalOcean issues no token credential that it accepts."
+    ),
 }
 _RECONCILING_MESSAGES = {
     ReconcilingReason.RENEWING: "Fetching a new credential.",
@@ -109,6 +119,8 @@ class Situation:
     stalled: StalledReason | None = None
     # One sentence about the current problem, for people; never credential material.
     detail: str | None = None
+    # The lifetime guard found that the cluster refuses the credential the Secret holds.
+    rejected: bool = False
 
     def __post_init__(self) -> None:
         if self.reconciling is not None and self.stalled is not None:
@@ -185,6 +197,12 @@ def conditions_for(
 def _ready(situation: Situation, *, now: datetime.datetime) -> tuple[bool, ReadyReason, str]:
     expires_at = situation.expires_at
     suspended = "Refreshing is suspended. " if situation.suspended else ""
+    if expires_at is not None and now < expires_at and situation.rejected:
+        refused = (
+            f"The cluster no longer accepts the credential in Secret {situation.secret_name}"
+            " (the lifetime guard's SelfSubjectReview was answered 401); fetching a new one."
+        )
+        return False, ReadyReason.CREDENTIAL_REJECTED, _join(refused, situation)
     if expires_at is not None and now < expires_at:
         reason = ReadyReason.SUSPENDED if situation.suspended else ReadyReason.ISSUED
         held = f"Secret {situation.secret_name} holds a credential valid until"

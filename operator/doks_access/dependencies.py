@@ -10,18 +10,15 @@ from __future__ import annotations
 import dataclasses
 import random
 import ssl
-from collections.abc import Awaitable, Callable
 from typing import Self
 
 from kubernetes.aio import client
 
 from doks_access import config, digitalocean, dispatch, kube, verify
-from doks_access.kubeconfig import Credential
+from doks_access.issuance import Verifier
 from doks_access.metrics import Metrics
 
 __all__ = ["Dependencies", "Verifier"]
-
-Verifier = Callable[[Credential], Awaitable[str]]  # the identity a new credential proves
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,6 +19,12 @@ The transitions (DESIGN 4.5)::
 - A failure that needs a human (401, 404, an unknown or ambiguous cluster name, a missing token
   Secret) is retried slowly (``scheduling.STALLED_RETRY``); when it concerns the token, the token
   Secret is looked at every :data:`TOKEN_POLL` and a change retries at once.
+- A request DigitalOcean refuses as asked (400, 422) or a cluster that requires SSO gets the same
+  answer until someone changes something, so its slow retry doubles up to an hour
+  (``scheduling.refused_retry``): at most a call an hour, for as long as nobody acts.
+- A new refresh request (the annotation set to a new value) is tried at once even while a failure
+  that needs a human waits: it is how a person says "I fixed it on DigitalOcean's side". Each
+  value is tried once (``refresh_request``), so a failing request does not become a loop.
 - A pending retry postpones every fetch (a watch event, a requested refresh), so that nothing turns
   backoff into a hot loop -- with one exception: consumers losing their credential (the Secret was
   deleted or broken, :attr:`FetchReason.DRIFT`) while they still had one is an outage, tried at once
@@ -66,12 +72,16 @@ class FailureReason(enum.StrEnum):
     SERVER = "Server"  # DigitalOcean answered 5xx
     TRANSPORT = "Transport"  # no answer: a timeout, a refused or reset connection
     INVALID_RESPONSE = "InvalidResponse"  # an answer we cannot use, or a failed verification
+    CREDENTIAL_REJECTED = "CredentialRejected"  # the cluster refused the new credential (401)
     RATE_LIMITED = "RateLimited"  # 429
     # Need a human: retried slowly, and at once when the spec or the token Secret changes.
     UNAUTHORIZED = "Unauthorized"
     CLUSTER_NOT_FOUND = "ClusterNotFound"
     AMBIGUOUS_CLUSTER_NAME = "AmbiguousClusterName"
     TOKEN_SECRET_MISSING = "TokenSecretMissing"  # noqa: S105 - a reason, not a secret
+    # DigitalOcean answered, and will answer the same until something changes: retried slower.
+    REQUEST_REFUSED = "RequestRefused"  # 400 or 422 on the kubeconfig call
+    SSO_REQUIRED = "SSORequired"  # the cluster accepts no token credential
 
     @property
     def stalled(self) -> StalledReason | None:
@@ -88,6 +98,11 @@ class FailureReason(enum.StrEnum):
         return ReconcilingReason.RETRYING_AFTER_ERROR
 
     @property
+    def refused(self) -> bool:
+        """Whether DigitalOcean refused the request itself, so asking again unchanged is futile."""
+        return self in (FailureReason.REQUEST_REFUSED, FailureReason.SSO_REQUIRED)
+
+    @property
     def concerns_the_token(self) -> bool:
         """Whether fixing the token Secret is the fix, so it is worth watching."""
         return self in (FailureReason.UNAUTHORIZED, FailureReason.TOKEN_SECRET_MISSING)
@@ -98,6 +113,8 @@ _STALLED = {
     FailureReason.CLUSTER_NOT_FOUND: StalledReason.CLUSTER_NOT_FOUND,
     FailureReason.AMBIGUOUS_CLUSTER_NAME: StalledReason.AMBIGUOUS_CLUSTER_NAME,
     FailureReason.TOKEN_SECRET_MISSING: StalledReason.TOKEN_SECRET_MISSING,
+    FailureReason.REQUEST_REFUSED: StalledReason.REQUEST_REFUSED,
+    FailureReason.SSO_REQUIRED: StalledReason.SSO_REQUIRED,
 }
 
 
@@ -122,6 +139,8 @@ class FailureState:
     uncovered: bool = False
     # The token Secret's resourceVersion when a token failure was seen (None: it did not exist).
     token_version: str | None = None
+    # The refresh-requested-at value when the last attempt was made: a new one is tried at once.
+    refresh_request: str | None = None
 
     @property
     def watching_token(self) -> bool:
@@ -140,12 +159,15 @@ def failed(
     expires_at: datetime.datetime | None,
     jitter_fraction: float,
     token_version: str | None = None,
+    refresh_request: str | None = None,
 ) -> FailureState:
     """The state after ``failure`` at ``now``; ``expires_at`` is the expiry of the credential
     consumers hold (None: none), ``jitter_fraction`` a uniform draw from [0, 1]."""
     attempts = state.attempts + 1
     if failure.reason is FailureReason.RATE_LIMITED:
         wait = failure.retry_after or datetime.timedelta(0)
+    elif failure.reason.refused:
+        wait = scheduling.refused_retry(attempts)
     elif failure.reason.stalled is not None:
         wait = scheduling.STALLED_RETRY
     else:
@@ -159,6 +181,7 @@ def failed(
         retry_at=now + max(wait, MIN_RETRY),
         uncovered=expires_at is None or expires_at <= now,
         token_version=token_version if failure.reason.concerns_the_token else None,
+        refresh_request=refresh_request,
     )
 
 
@@ -182,12 +205,19 @@ def token_changed(state: FailureState, *, version: str | None) -> FailureState:
 
 
 def postpone(
-    plan: scheduling.Plan, state: FailureState, *, now: datetime.datetime
+    plan: scheduling.Plan,
+    state: FailureState,
+    *,
+    now: datetime.datetime,
+    refresh_request: str | None = None,
 ) -> scheduling.Plan:
-    """``plan``, or waiting for the pending retry instead of fetching now."""
+    """``plan``, or waiting for the pending retry instead of fetching now; ``refresh_request``
+    is the object's refresh-requested-at annotation."""
     if not isinstance(plan, scheduling.FetchNow) or state.retry_at is None:
         return plan
     if now >= state.retry_at or _outage_overrides(plan.reason, state):
+        return plan
+    if _new_request_overrides(state, refresh_request=refresh_request):
         return plan
     return scheduling.WaitUntil(state.retry_at)
 
@@ -207,3 +237,11 @@ def _outage_overrides(reason: scheduling.FetchReason, state: FailureState) -> bo
     DigitalOcean asked us to wait, or the last try was already made without a credential."""
     rate_limited = state.last is not None and state.last.reason is FailureReason.RATE_LIMITED
     return reason is scheduling.FetchReason.DRIFT and not state.uncovered and not rate_limited
+
+
+def _new_request_overrides(state: FailureState, *, refresh_request: str | None) -> bool:
+    """A person asked for a credential, with a value not tried yet, while a failure that needs
+    a human waits: they fixed something, so try now rather than in minutes. (Whatever the plan's
+    reason: without a credential yet, it is ``New`` rather than ``Requested``.)"""
+    needs_human = state.last is not None and state.last.reason.stalled is not None
+    return needs_human and refresh_request is not None and refresh_request != state.refresh_request

@@ -2,9 +2,9 @@
 
 Per object (``namespace``, ``name``, ``cluster_id``): when its credential expires, when the next
 fetch is planned, its Ready status and its consecutive failures — the series disappear with the
-object. Counters: renewals by result, DigitalOcean requests by endpoint and status code (with a
-latency histogram), Kubernetes writes by kind. Gauges: rate-limit quota left per token (a short
-hash of it, never the token), objects managed and expired.
+object. Counters: renewals by result, lifetime guard checks by result, DigitalOcean requests by
+endpoint and status code (with a latency histogram), Kubernetes writes by kind. Gauges: rate-limit
+quota left per token (a short hash of it, never the token), objects managed and expired.
 
 One registry of our own (no process/platform collectors by surprise), served by
 :func:`serving` on its own port without blocking the event loop.
@@ -90,6 +90,14 @@ class Metrics:
             ("token",),
             registry=r,
         )
+        self.guard_checks = Counter(
+            "doks_access_guard_checks",
+            "Lifetime guard checks of held credentials (spec.verify) by result: accepted, "
+            "rejected (the cluster refused it: a new one is fetched at once), unknown (the "
+            "cluster could not be asked).",
+            ("result",),
+            registry=r,
+        )
         self.writes = Counter(
             "doks_access_kubernetes_writes",
             "Kubernetes API writes by kind: Secret, Status, Event, DOClusterAccess.",
@@ -99,7 +107,8 @@ class Metrics:
         self.set_clusters = Gauge(
             "doks_access_set_clusters",
             "Clusters of a DOClusterAccessSet: matched by its selector, with a Ready child, "
-            "pending (not running yet), refused (target names collide, invalid rendering).",
+            "pending (not running yet), refused (target names collide, invalid rendering, SSO "
+            "required).",
             ("namespace", "name", "state"),
             registry=r,
         )
@@ -144,6 +153,9 @@ class Metrics:
 
     def renewal_result(self, result: str) -> None:
         self.renewals.labels(result).inc()
+
+    def guard_check(self, result: str) -> None:
+        self.guard_checks.labels(result).inc()
 
     def kubernetes_write(self, kind: str) -> None:
         self.writes.labels(kind).inc()

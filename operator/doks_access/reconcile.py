@@ -8,8 +8,17 @@ I/O goes through the :class:`~doks_access.dependencies.Dependencies` built once 
 Kopf here: the dispatcher calls :func:`reconcile` when an object is due or woken.
 
 Every failure this module expects is mapped to a :class:`~doks_access.failures.FailureReason` in
-one place (:func:`_failure_of`); a Kubernetes API error (the apiserver restarting, a write racing
-another) propagates, and the caller looks again shortly.
+one place (:func:`doks_access.issuance.failure_of`); a Kubernetes API error (the apiserver
+restarting, a write racing another) propagates, and the caller looks again shortly.
+
+The lifetime guard (``spec.verify``): the expiry is computed, not told (a kubeconfig carries none),
+so a lifetime DigitalOcean capped below the request, or a revoked token, would leave consumers
+with 401s while the object says Ready. At the quarter marks of the held credential's lifetime
+(``scheduling.guard_marks``) one SelfSubjectReview is made with it -- on the target cluster, no
+DigitalOcean call. A 401 marks the object ``Ready=False`` (``CredentialRejected``, with an event),
+and the next reconciliation, at once, fetches a new credential. What was checked is kept in
+:class:`Memory` only: after a restart the guard resumes at the next mark, so a restart costs no
+call of any kind.
 """
 
 from __future__ import annotations
@@ -22,8 +31,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from doks_access import (
-    digitalocean,
     failures,
+    issuance,
     kube,
     logs,
     lookup,
@@ -47,13 +56,6 @@ logger = logging.getLogger(__name__)
 
 # The DigitalOcean API token, or why it cannot be read from its Secret.
 _Token = str | kube.TokenSecretError
-# What a fetch can fail with, short of a bug; _failure_of maps each to a reason.
-_FETCH_ERRORS = (
-    kube.TokenSecretError,
-    lookup.ClusterNameError,
-    digitalocean.DigitalOceanError,
-    verify.VerificationError,
-)
 
 
 @dataclasses.dataclass(slots=True)
@@ -71,6 +73,10 @@ class Memory:
     resolved: tuple[str, str] | None = None
     # The target Secret's resourceVersion as last read or written: its watch events are no news.
     secret_version: str | None = None
+    # The lifetime guard: (issued-at of the held credential, the time it was checked up to).
+    guarded: tuple[datetime.datetime, datetime.datetime] | None = None
+    # issued-at of the held credential the cluster refused; a new one is fetched at once.
+    rejected: datetime.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -137,8 +143,13 @@ async def _bring_up_to_date(
         refresh_request=obj.refresh_request,
         jitter_fraction=_jitter(owner, observed),
     )
-    gated = failures.postpone(plan, memory.failures, now=now)
-    base = dataclasses.replace(base, held=_held(current), failures=memory.failures)
+    rejected = current is not None and memory.rejected == current.issued_at
+    if rejected and isinstance(plan, scheduling.WaitUntil):
+        plan = scheduling.FetchNow(scheduling.FetchReason.REJECTED)
+    gated = failures.postpone(plan, memory.failures, now=now, refresh_request=obj.refresh_request)
+    base = dataclasses.replace(
+        base, held=_held(current), failures=memory.failures, rejected=rejected
+    )
     if isinstance(gated, scheduling.Suspended):
         return dataclasses.replace(base, suspended=True), None
     if isinstance(gated, scheduling.WaitUntil):
@@ -146,18 +157,23 @@ async def _bring_up_to_date(
         if existing is not None and current is not None:  # labels or annotations may have changed
             desired = rendering.reapply_metadata(existing, spec=access, owner=owner)
             await _write_secret(memory, obj, existing, desired, deps=deps)
-        if gated is plan:
-            return dataclasses.replace(base, renewal_time=gated.time), gated.time
-        # Waiting for the retry of a failure: it is still the situation.
-        report = dataclasses.replace(base, renewal_time=gated.time, failing=True)
-        return report, failures.next_look(memory.failures, wait_until=gated.time, now=now)
+        if gated is not plan:
+            # Waiting for the retry of a failure: it is still the situation.
+            report = dataclasses.replace(base, renewal_time=gated.time, failing=True)
+            return report, failures.next_look(memory.failures, wait_until=gated.time, now=now)
+        report = dataclasses.replace(base, renewal_time=gated.time)
+        if existing is None or current is None or not access.verify:
+            return report, gated.time
+        return await _guard(memory, existing, current, access, report, deps=deps, now=now)
     logger.info("fetching a credential (%s)", gated.reason.value)
     try:
         credential, cluster_id, identity = await _new_credential(
             memory, obj, access, current, token, deps
         )
-    except _FETCH_ERRORS as exc:
-        return await _failed(memory, obj, access, _failure_of(exc), base, current, deps, now)
+    except issuance.FETCH_ERRORS as exc:
+        failure = issuance.failure_of(exc)
+        held = None if rejected else current
+        return await _failed(memory, obj, access, failure, base, held, deps, now)
     desired = rendering.render_secret(
         credential=credential,
         spec=access,
@@ -167,9 +183,15 @@ async def _bring_up_to_date(
     )
     await _write_secret(memory, obj, existing, desired, deps=deps)
     memory.failures = failures.succeeded(memory.failures)
+    memory.rejected = None
     deps.metrics.renewal_result("success")
     logger.info("wrote a credential valid until %s", credential.expires_at)
-    return _issued(base, credential, access, owner, cluster_id=cluster_id, identity=identity)
+    report, renewal = _issued(
+        base, credential, access, owner, cluster_id=cluster_id, identity=identity
+    )
+    if not access.verify or report.held is None:
+        return report, renewal
+    return report, _guard_from_the_start(memory, report.held, renewal=renewal)
 
 
 async def _read_secrets(
@@ -183,7 +205,7 @@ async def _read_secrets(
     """The target Secret; and when a fetch is likely, the token too, read at the same time (one
     round trip less before a new object gets its credential). A wrong guess costs one read."""
     target = deps.kube.read_secret(namespace=obj.namespace, name=access.target.name)
-    if not _fetch_likely(obj, memory.failures, now=now):
+    if memory.rejected is None and not _fetch_likely(obj, memory.failures, now=now):
         return await target, None
     existing, token = await asyncio.gather(target, _read_token(obj, access, deps=deps))
     return existing, token
@@ -226,10 +248,13 @@ async def _new_credential(
     if isinstance(token, kube.TokenSecretError):
         raise token
     cluster_id = await _cluster_id(memory, access, token=token, current=current, deps=deps)
-    credential = await deps.digitalocean.fetch_kubeconfig(
-        token=token, cluster_id=cluster_id, expiry_seconds=access.expiry_seconds
+    credential, identity = await issuance.fetch_credential(
+        deps.digitalocean,
+        token=token,
+        cluster_id=cluster_id,
+        expiry_seconds=access.expiry_seconds,
+        verifier=deps.verifier if access.verify else None,
     )
-    identity = await deps.verifier(credential) if access.verify else None
     return credential, cluster_id, identity
 
 
@@ -259,6 +284,7 @@ async def _failed(
         expires_at=current.expires_at if current else None,
         jitter_fraction=deps.rng.random(),
         token_version=token_version,
+        refresh_request=obj.refresh_request,
     )
     deps.metrics.renewal_result(failure.reason.value)
     retry_at = memory.failures.retry_at or now
@@ -274,34 +300,6 @@ async def _failed(
         base, failures=memory.failures, renewal_time=retry_at, failing=True
     )
     return report, failures.next_look(memory.failures, wait_until=retry_at, now=now)
-
-
-def _failure_of(exc: Exception) -> failures.Failure:
-    """The reason a fetch failed, from what it raised: the one place errors become reasons."""
-    reason = failures.FailureReason.INVALID_RESPONSE
-    retry_after = None
-    if isinstance(exc, kube.TokenSecretError):
-        reason = failures.FailureReason.TOKEN_SECRET_MISSING
-    elif isinstance(exc, lookup.ClusterNameError):
-        reason = (
-            failures.FailureReason.AMBIGUOUS_CLUSTER_NAME
-            if exc.ambiguous
-            else failures.FailureReason.CLUSTER_NOT_FOUND
-        )
-    elif isinstance(exc, digitalocean.UnauthorizedError):
-        reason = failures.FailureReason.UNAUTHORIZED
-    elif isinstance(exc, digitalocean.NotFoundError):
-        reason = failures.FailureReason.CLUSTER_NOT_FOUND
-    elif isinstance(exc, digitalocean.RateLimitedError):
-        reason = failures.FailureReason.RATE_LIMITED
-        retry_after = datetime.timedelta(seconds=exc.retry_after)
-    elif isinstance(exc, digitalocean.ServerError):
-        reason = failures.FailureReason.SERVER
-    elif isinstance(exc, digitalocean.TransportError):
-        reason = failures.FailureReason.TRANSPORT
-    # InvalidResponseError and a failed verification (verify.VerificationError) keep the default:
-    # an answer that cannot be used, the old Secret kept (DESIGN 4.6).
-    return failures.Failure(reason=reason, detail=str(exc), retry_after=retry_after)
 
 
 async def _notice_token_change(
@@ -340,6 +338,10 @@ async def _cluster_id(
     else:
         clusters = await deps.digitalocean.list_clusters(token=token)
         resolved = lookup.cluster_id_for(access.cluster_name or "", clusters)
+        # The listing says whether the cluster requires SSO: no token is asked for in vain.
+        refusal = issuance.sso_refusal(next(c for c in clusters if c.id == resolved))
+        if refusal is not None:
+            raise refusal
     memory.resolved = (key, resolved)
     return resolved
 
@@ -368,11 +370,100 @@ def _issued(
         held=Held(cluster_id=cluster_id, issued_at=issued_at, expires_at=expires_at),
         renewal_time=renewal,
         failures=failures.CLEAR,
+        rejected=False,  # whatever was refused, this one is new
         issued=Issued(
             server=credential.server, cluster_name=access.cluster_name, identity=identity
         ),
     )
     return report, renewal
+
+
+async def _guard(
+    memory: Memory,
+    existing: Mapping[str, Any],
+    current: ObservedSecret,
+    access: spec.AccessSpec,
+    report: Report,
+    *,
+    deps: Dependencies,
+    now: datetime.datetime,
+) -> tuple[Report, datetime.datetime]:
+    """The lifetime guard: at a quarter mark, prove the held credential still authenticates."""
+    issued_at = current.issued_at
+    if memory.guarded is None or memory.guarded[0] != issued_at:
+        # First sight of this credential (a restart, or another replica wrote it): from now on.
+        memory.guarded = (issued_at, now)
+    mark = _next_guard(memory, current)
+    if mark is not None and mark <= now:
+        memory.guarded = (issued_at, now)
+        if await _held_credential_refused(existing, current, access, deps=deps):
+            memory.rejected = issued_at
+            return _refused(report, current, now=now), now
+    wait_until = report.renewal_time or current.expires_at
+    mark = _next_guard(memory, current)
+    return report, wait_until if mark is None else min(wait_until, mark)
+
+
+def _guard_from_the_start(
+    memory: Memory, written: Held, *, renewal: datetime.datetime
+) -> datetime.datetime:
+    """A credential just written is guarded from its first quarter mark: when to wake."""
+    memory.guarded = (written.issued_at, written.issued_at)
+    first = scheduling.next_guard(
+        issued_at=written.issued_at, expires_at=written.expires_at, after=written.issued_at
+    )
+    return renewal if first is None else min(renewal, first)
+
+
+def _next_guard(memory: Memory, current: ObservedSecret) -> datetime.datetime | None:
+    checked = memory.guarded[1] if memory.guarded is not None else current.issued_at
+    return scheduling.next_guard(
+        issued_at=current.issued_at, expires_at=current.expires_at, after=checked
+    )
+
+
+async def _held_credential_refused(
+    existing: Mapping[str, Any],
+    current: ObservedSecret,
+    access: spec.AccessSpec,
+    *,
+    deps: Dependencies,
+) -> bool:
+    """One SelfSubjectReview with the credential the Secret holds: whether the cluster said 401.
+
+    Anything else (the cluster unreachable, a 5xx) says nothing about the credential: counted as
+    ``unknown`` and left to the next mark.
+    """
+    credential = rendering.held_credential(existing, spec=access, observed=current)
+    if credential is None:
+        logger.warning("the lifetime guard cannot read the credential back from the Secret")
+        return False
+    try:
+        await deps.verifier(credential)
+    except verify.CredentialRejectedError:
+        deps.metrics.guard_check("rejected")
+        return True
+    except verify.VerificationError as exc:
+        deps.metrics.guard_check("unknown")
+        logger.info("the lifetime guard could not check the held credential: %s", exc)
+        return False
+    deps.metrics.guard_check("accepted")
+    return False
+
+
+def _refused(report: Report, current: ObservedSecret, *, now: datetime.datetime) -> Report:
+    age = int((now - current.issued_at).total_seconds())
+    lifetime = int((current.expires_at - current.issued_at).total_seconds())
+    logger.warning(
+        "the cluster refuses the held credential %ds into its %ds; fetching a new one",
+        age,
+        lifetime,
+    )
+    detail = (
+        f"It was refused {age}s into its {lifetime}s lifetime; if DigitalOcean caps lifetimes "
+        "below spec.expirySeconds, lower it."
+    )
+    return dataclasses.replace(report, rejected=True, detail=detail, renewal_time=now)
 
 
 async def _write_secret(

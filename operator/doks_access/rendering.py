@@ -2,8 +2,9 @@
 
 Pure functions from a validated credential and spec to a Secret manifest (a plain dict, as the
 Kubernetes API takes it), one shape per consumer (DESIGN 5, ``reference/consumers.md``), and back
-from an existing Secret to what the scheduler needs to know (:func:`observe_secret`). Reading and
-writing sit together because they must agree on every key.
+from an existing Secret to what the scheduler needs to know (:func:`observe_secret`) and to the
+credential itself, for the lifetime guard (:func:`held_credential`). Reading and writing sit
+together because they must agree on every key.
 
 A Secret may be shared with users: they can add data keys, labels and annotations of their own,
 and those are kept (DESIGN 4.7). The operator records which keys it set in the ``managed-keys``
@@ -34,7 +35,7 @@ from typing import NotRequired, TypedDict
 
 from doks_access import bookkeeping
 from doks_access.bookkeeping import ObservedSecret
-from doks_access.kubeconfig import AuthKind, Credential
+from doks_access.kubeconfig import AuthKind, Credential, parse_kubeconfig
 from doks_access.spec import AccessSpec, DeletionPolicy, Format, cluster_api_name
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "SecretWrite",
     "WriteAction",
     "content_matches",
+    "held_credential",
     "merge_onto",
     "observe_secret",
     "ownership",
@@ -242,6 +244,43 @@ def observe_secret(existing: Mapping[str, object] | None, *, owner: Owner) -> Ob
         cluster_id=cluster_id,
         spec_hash=spec_hash,
         handled_refresh_request=notes.get(bookkeeping.HANDLED_REFRESH_REQUEST),
+    )
+
+
+def held_credential(
+    existing: Mapping[str, object], *, spec: AccessSpec, observed: ObservedSecret
+) -> Credential | None:
+    """The credential an intact Secret of ours holds, read back from its format's data keys;
+    None when it does not read back (it then cannot be checked, and nothing else changes)."""
+    data = _string_map(existing.get("data"))
+    try:
+        if spec.target.format is Format.ARGO_CD:
+            return _argo_cd_credential(data, observed=observed)
+        raw = base64.b64decode(data.get(spec.target.key or "", ""), validate=True)
+        credential = parse_kubeconfig(raw, issued_at=observed.issued_at, expiry_seconds=None)
+    except (ValueError, TypeError, KeyError):  # binascii.Error and JSON errors are ValueErrors
+        return None
+    return dataclasses.replace(credential, expires_at=observed.expires_at)
+
+
+def _argo_cd_credential(data: Mapping[str, str], *, observed: ObservedSecret) -> Credential:
+    server = base64.b64decode(data["server"], validate=True).decode("utf-8")
+    config = json.loads(base64.b64decode(data["config"], validate=True))
+    tls = config["tlsClientConfig"]
+    token = config.get("bearerToken")
+    return Credential(
+        raw=b"",
+        server=server,
+        ca_pem=base64.b64decode(tls["caData"], validate=True),
+        auth_kind=AuthKind.TOKEN if token is not None else AuthKind.CLIENT_CERTIFICATE,
+        token=token,
+        client_certificate_pem=None if token else base64.b64decode(tls["certData"]),
+        client_key_pem=None if token else base64.b64decode(tls["keyData"]),
+        cluster_name="",
+        context_name="",
+        user_name="",
+        issued_at=observed.issued_at,
+        expires_at=observed.expires_at,
     )
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "MAX_RENEWAL_JITTER",
     "MAX_RENEW_FRACTION",
     "MIN_BACKOFF_CAP",
+    "REFUSED_RETRY_CAP",
     "STALLED_RETRY",
     "UNCOVERED_BACKOFF_CAP",
     "FetchNow",
@@ -44,7 +45,10 @@ __all__ = [
     "Suspended",
     "WaitUntil",
     "failure_backoff",
+    "guard_marks",
     "next_action",
+    "next_guard",
+    "refused_retry",
     "renewal_jitter",
     "renewal_time",
 ]
@@ -54,6 +58,8 @@ MAX_RENEW_FRACTION = 1 / 2  # renewBefore beyond this part of the lifetime is ca
 MAX_RENEWAL_JITTER = 0.10  # jitter is at most this part of renewBefore, and only moves earlier
 # Permanent failures (401, 404, a missing token Secret, an invalid spec) are retried this slowly.
 STALLED_RETRY = datetime.timedelta(minutes=5)
+# A request DigitalOcean refused as asked is retried slower and slower, up to this.
+REFUSED_RETRY_CAP = datetime.timedelta(hours=1)
 MIN_BACKOFF_CAP = datetime.timedelta(seconds=1)
 # The cap while no valid credential exists: consumers are down until the next success.
 UNCOVERED_BACKOFF_CAP = datetime.timedelta(seconds=30)
@@ -69,6 +75,7 @@ class FetchReason(enum.Enum):
     EXPIRED = "Expired"
     REQUESTED = "Requested"  # refresh-requested-at was set to a new value
     DUE = "Due"  # the renewal time has come
+    REJECTED = "Rejected"  # the lifetime guard found the held credential refused by the cluster
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -217,3 +224,38 @@ def _backoff_cap(
     if expires_at is None or expires_at <= now:
         return min(cap, UNCOVERED_BACKOFF_CAP)
     return min(cap, max((expires_at - now) / 4, MIN_BACKOFF_CAP))
+
+
+def refused_retry(failures: int) -> datetime.timedelta:
+    """The wait after the ``failures``-th consecutive refusal (400, 422, SSO required):
+    :data:`STALLED_RETRY`, doubling, at most :data:`REFUSED_RETRY_CAP`. No jitter: a refusal
+    is about one object's spec, not a service in trouble that many clients return to at once."""
+    if failures < 1:
+        raise ValueError("failures must be at least 1")
+    factor: int = 2 ** min(failures - 1, _MAX_BACKOFF_EXPONENT)
+    return min(STALLED_RETRY * factor, REFUSED_RETRY_CAP)
+
+
+# The lifetime guard (``spec.verify``) checks the held credential at these parts of its lifetime.
+GUARD_FRACTIONS = (1 / 4, 2 / 4, 3 / 4)
+
+
+def guard_marks(
+    *, issued_at: datetime.datetime, expires_at: datetime.datetime
+) -> tuple[datetime.datetime, ...]:
+    """When the lifetime guard checks a credential: its quarter marks.
+
+    With the default ``renewBefore`` (a third of the lifetime), renewal comes before the third
+    mark, so a credential is checked twice: a capped or revoked credential is found at most a
+    quarter of the requested lifetime after it stopped working.
+    """
+    lifetime = expires_at - issued_at
+    return tuple(issued_at + lifetime * fraction for fraction in GUARD_FRACTIONS)
+
+
+def next_guard(
+    *, issued_at: datetime.datetime, expires_at: datetime.datetime, after: datetime.datetime
+) -> datetime.datetime | None:
+    """The first guard mark of a credential later than ``after``; None when none is left."""
+    later = (m for m in guard_marks(issued_at=issued_at, expires_at=expires_at) if m > after)
+    return next(later, None)

@@ -9,6 +9,14 @@ for every selected cluster what state it is in and which writes make the childre
   moves to the new name, the new one written before the old one is removed -- no gap).
 - **Pending.** A selected cluster that is not running yet has no child; it gets one once it runs.
   A cluster already served keeps its child through upgrades and degraded spells.
+- **SSO-required clusters are refused.** A cluster whose listing says ``sso.required`` accepts no
+  token credential, so it gets no child, and its entry says why (``SSORequired``). This is looked
+  at before the pending check, since the listing says it whatever the cluster's state: a
+  provisioning cluster that requires SSO would not get a credential once it runs either, so it is
+  refused, not pending (and does not make the set list every minute). It renders nothing, so it
+  claims no target name and collides with no one. A cluster that already has a child keeps it
+  when the flag is turned on: a flag flip deletes no credential, and the child reports what
+  DigitalOcean answers at its next fetch.
 - **Collisions are refused.** Two clusters rendering the same target Secret name would overwrite
   each other's credential: the one whose child already writes that Secret keeps it, the others are
   reported and get no child (or keep the one they have, unchanged).
@@ -57,6 +65,10 @@ SERVED_STATES = frozenset({"running", "upgrading", "degraded"})
 _GONE_STATES = frozenset({"deleting", "deleted"})
 _TARGET_SUFFIX = "-kubeconfig"
 _MAX_LABEL_VALUE = 63
+_SSO_REQUIRED = (
+    "the cluster requires SSO: DigitalOcean issues no token credential it accepts; "
+    "turn off sso.required or leave it out of the selector"
+)
 
 
 class ClusterState(enum.StrEnum):
@@ -68,6 +80,7 @@ class ClusterState(enum.StrEnum):
     PENDING = "Pending"
     COLLISION = "Collision"
     INVALID = "Invalid"
+    SSO_REQUIRED = "SSORequired"  # the cluster accepts no token credential: no child is made
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +190,9 @@ def plan(
     for cluster in selected:
         cluster_id = cluster.id.lower()
         child = by_cluster.get(cluster_id)
+        if child is None and cluster.sso_required:  # before Pending: see the module docstring
+            entries.append(_entry(cluster, ClusterState.SSO_REQUIRED, message=_SSO_REQUIRED))
+            continue
         if child is None and not _served(cluster.state):
             message = f"the cluster is {cluster.state}; it gets a credential once it runs"
             entries.append(_entry(cluster, ClusterState.PENDING, message=message))

@@ -74,6 +74,9 @@ class ClusterFacts(Protocol):
     @property
     def state(self) -> str: ...
 
+    @property
+    def sso_required(self) -> bool: ...  # no token credential works on it: it gets no child
+
 
 class SetDeletionPolicy(enum.Enum):
     """What happens to a cluster's child when the cluster leaves the selection or DigitalOcean."""
@@ -138,6 +141,7 @@ class _Example:
     region: str = "nyc1"
     tags: tuple[str, ...] | None = ()
     state: str = "running"
+    sso_required: bool = False
 
 
 def parse_set_spec(body: Mapping[str, object]) -> SetSpec:

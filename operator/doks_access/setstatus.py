@@ -7,7 +7,11 @@ needing attention first. Conditions follow the kstatus convention of the single 
 
 - ``Stalled``: a problem of the set that needs a human -- an invalid spec, a missing token Secret,
   a token DigitalOcean refuses, tags the token cannot see -- or of some of its clusters: target
-  names that collide, a template that renders an invalid child for a cluster.
+  names that collide, a template that renders an invalid child for a cluster, a cluster that
+  requires SSO (no token credential works on it). These three are the *refused* clusters: one
+  event each when first refused, counted in ``matched`` but neither ``ready`` nor ``pending``.
+  The first kind found, in that order (Stalled children last), gives the reason: what the
+  template can fix comes before what needs a change in DigitalOcean.
 - ``Reconciling``: children being issued, clusters pending (not running yet), a listing that
   failed and is being retried. A failed listing changes no child: the set goes on with what it had.
 - ``Ready``: every child is Ready and nothing is stalled.
@@ -41,11 +45,14 @@ MAX_LISTED = 50
 _ORDER = {
     ClusterState.COLLISION: 0,
     ClusterState.INVALID: 1,
-    ClusterState.STALLED: 2,
-    ClusterState.NOT_READY: 3,
-    ClusterState.PENDING: 4,
-    ClusterState.READY: 5,
+    ClusterState.SSO_REQUIRED: 2,
+    ClusterState.STALLED: 3,
+    ClusterState.NOT_READY: 4,
+    ClusterState.PENDING: 5,
+    ClusterState.READY: 6,
 }
+# Selected clusters given no credential (or kept as they were) until a human acts.
+_REFUSED = frozenset({ClusterState.COLLISION, ClusterState.INVALID, ClusterState.SSO_REQUIRED})
 _NAMED = 3  # clusters named in a condition's message
 
 
@@ -56,6 +63,7 @@ class SetStalledReason(enum.StrEnum):
     TAGS_NOT_VISIBLE = "TagsNotVisible"
     COLLISION = "Collision"
     INVALID_TEMPLATE = "InvalidTemplate"
+    SSO_REQUIRED = "SSORequired"
     CHILDREN_STALLED = "ChildrenStalled"
 
 
@@ -217,9 +225,7 @@ def events_for(
                 )
             )
         for entry in plan.entries:
-            if entry.state in (ClusterState.COLLISION, ClusterState.INVALID) and (
-                entry.cluster_id not in reported
-            ):
+            if entry.state in _REFUSED and entry.cluster_id not in reported:
                 events.append(
                     SetEvent(
                         "Warning",
@@ -235,6 +241,7 @@ def events_for(
     per_cluster = {
         SetStalledReason.COLLISION,
         SetStalledReason.INVALID_TEMPLATE,
+        SetStalledReason.SSO_REQUIRED,
         SetStalledReason.CHILDREN_STALLED,
     }
     if (
@@ -247,14 +254,11 @@ def events_for(
 
 
 def refused(plan: Plan | None, *, before: frozenset[str]) -> frozenset[str]:
-    """The clusters refused now (collisions, invalid renderings); ``before`` when unknown."""
+    """The clusters refused now (collisions, invalid renderings, SSO required); ``before`` when
+    unknown."""
     if plan is None:
         return before
-    return frozenset(
-        entry.cluster_id
-        for entry in plan.entries
-        if entry.state in (ClusterState.COLLISION, ClusterState.INVALID)
-    )
+    return frozenset(entry.cluster_id for entry in plan.entries if entry.state in _REFUSED)
 
 
 def _ready(report: SetReport, previous: SetStatus) -> tuple[bool, str, str]:
@@ -307,6 +311,9 @@ def _stalled(report: SetReport) -> tuple[bool, str, str]:
     invalid = [e for e in plan.entries if e.state is ClusterState.INVALID]
     if invalid:
         return True, SetStalledReason.INVALID_TEMPLATE, _named(invalid, "refused: invalid child")
+    sso = [e for e in plan.entries if e.state is ClusterState.SSO_REQUIRED]
+    if sso:
+        return True, SetStalledReason.SSO_REQUIRED, _named(sso, "refused: SSO required")
     stalled = [e for e in plan.entries if e.state is ClusterState.STALLED]
     if stalled:
         return True, SetStalledReason.CHILDREN_STALLED, _named(stalled, "with a Stalled child")

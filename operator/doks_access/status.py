@@ -11,7 +11,8 @@ and kept in that form between reconciliations; after each PATCH, the status writ
 Decisions where the design is silent:
 
 - Fetch failures give a ``RenewalFailed`` event when a streak starts or its reason changes;
-  rate limiting and Secret conflicts have events of their own.
+  rate limiting and Secret conflicts have events of their own, and so does the lifetime guard
+  finding the held credential refused (``CredentialRejected``).
 - ``clusterName``, ``server`` and ``identity`` describe the last credential written: they are set
   when one is, and otherwise carried over.
 """
@@ -92,6 +93,8 @@ class Report:
     stalled: StalledReason | None = None
     detail: str | None = None
     issued: Issued | None = None
+    # The lifetime guard found that the cluster refuses the held credential (not replaced yet).
+    rejected: bool = False
 
     def situation(self) -> Situation:
         held = self.held.expires_at if self.held is not None else None
@@ -104,6 +107,7 @@ class Report:
                 suspended=self.suspended,
                 stalled=self.stalled,
                 detail=self.detail,
+                rejected=self.rejected,
             )
         return Situation(
             generation=self.generation,
@@ -113,6 +117,7 @@ class Report:
             reconciling=last.reason.reconciling,
             stalled=last.reason.stalled,
             detail=last.detail,
+            rejected=self.rejected,
         )
 
 
@@ -239,6 +244,7 @@ def events_for(*, previous: Status | None, current: Status) -> tuple[Event, ...]
     candidates = (
         _issued_event(before, current),
         _entered(before, current, ConditionType.READY, ReadyReason.EXPIRED),
+        _entered(before, current, ConditionType.READY, ReadyReason.CREDENTIAL_REJECTED),
         _entered(before, current, ConditionType.STALLED, StalledReason.SECRET_CONFLICT),
         _entered(before, current, ConditionType.RECONCILING, ReconcilingReason.RATE_LIMITED),
         _failure_event(before, current),

@@ -3,8 +3,12 @@
 One ``SelfSubjectReview`` (``POST /apis/authentication.k8s.io/v1/selfsubjectreviews``) on the
 target cluster with the new credential; every authenticated user may make it, so no RBAC on the
 target cluster is needed. The answer's username becomes ``status.identity``. Any failure is a
-:class:`VerificationError`, which the reconciler treats like an invalid response: the old Secret
-stays (DESIGN 4.6).
+:class:`VerificationError`, and the old Secret stays (DESIGN 4.6).
+
+The same review, made with the credential a Secret already holds, is the lifetime guard: a 401
+(:class:`CredentialRejectedError`) means the cluster no longer accepts it -- a lifetime capped
+below what was asked, a revoked token -- while any other failure (the cluster unreachable, a
+5xx) says nothing about the credential.
 """
 
 from __future__ import annotations
@@ -28,7 +32,11 @@ _TIMEOUT = httpx.Timeout(10.0)
 
 
 class VerificationError(Exception):
-    """The new credential did not prove itself; the message never contains credential material."""
+    """The credential did not prove itself; the message never contains credential material."""
+
+
+class CredentialRejectedError(VerificationError):
+    """The cluster answered 401: it does not accept the credential (any more)."""
 
 
 async def identity_of(
@@ -50,16 +58,19 @@ async def identity_of(
             ) as http:
                 response = await http.post(REVIEW_PATH, json=_REVIEW)
     except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
-        raise VerificationError(
-            f"verifying the new credential failed: {type(exc).__name__}"
-        ) from None
+        raise VerificationError(f"verifying the credential failed: {type(exc).__name__}") from None
     return _username(response)
 
 
 def _username(response: httpx.Response) -> str:
+    if response.status_code == 401:
+        raise CredentialRejectedError(
+            "the cluster does not accept the credential: its SelfSubjectReview was answered "
+            "with HTTP 401"
+        )
     if response.status_code not in (200, 201):
         raise VerificationError(
-            f"the cluster answered the new credential's SelfSubjectReview with HTTP "
+            f"the cluster answered the credential's SelfSubjectReview with HTTP "
             f"{response.status_code}"
         )
     try:

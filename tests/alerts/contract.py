@@ -20,6 +20,7 @@ METRICS: dict[str, frozenset[str]] = {
     "doks_access_ready": OBJECT | {"status"},
     "doks_access_consecutive_failures": OBJECT,
     "doks_access_renewals_total": frozenset({"result"}),
+    "doks_access_guard_checks_total": frozenset({"result"}),
     "doks_access_digitalocean_requests_total": frozenset({"endpoint", "code"}),
     "doks_access_digitalocean_request_duration_seconds_bucket": frozenset({"endpoint", "le"}),
     "doks_access_digitalocean_request_duration_seconds_sum": frozenset({"endpoint"}),

@@ -21,6 +21,7 @@ ALERTS = {
     "DOKSAccessCredentialExpired": ("critical", None),
     "DOKSAccessSetStalled": ("warning", "15m"),
     "DOKSAccessSetNotReady": ("warning", "30m"),
+    "DOKSAccessCredentialRejected": ("warning", None),
     "DOKSAccessDigitalOceanErrors": ("warning", "15m"),
     "DOKSAccessOperatorDown": ("critical", "5m"),
 }
@@ -386,6 +387,37 @@ def test_set_not_ready_counts_children_neither_ready_pending_nor_refused_for_thi
                 "exp_alerts": [_expected(rules, alert, _set("team-a", "fleet"), "2")],
             },
             {"eval_time": "31m", "alertname": "DOKSAccessSetStalled", "exp_alerts": []},
+        ],
+    }
+    _promtool_test(promtool, rules, [test], tmp_path)
+
+
+GUARD = "doks_access_guard_checks_total"
+
+
+@PROMTOOL_TIMEOUT
+def test_credential_rejected_fires_at_once_and_clears_an_hour_later(
+    promtool: Path, rules: dict[str, Any], tmp_path: Path
+) -> None:
+    alert = "DOKSAccessCredentialRejected"
+    labels = {"job": JOB, "namespace": NAMESPACE}
+    test = {
+        "interval": "1m",
+        "input_series": [
+            # One rejection at minute 10; accepted checks go on all along.
+            _series(GUARD, "0x9 1x120", result="rejected", instance="a", **labels),
+            _series(GUARD, "0+1x130", result="accepted", instance="a", **labels),
+            # Another operator whose guard only ever accepts.
+            _series(GUARD, "0x130", result="rejected", instance="b", job="other", namespace="x"),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "9m", "alertname": alert, "exp_alerts": []},
+            {
+                "eval_time": "12m",
+                "alertname": alert,
+                "exp_alerts": [_expected(rules, alert, labels, "1")],
+            },
+            {"eval_time": "75m", "alertname": alert, "exp_alerts": []},
         ],
     }
     _promtool_test(promtool, rules, [test], tmp_path)

@@ -154,6 +154,7 @@ def test_the_prometheus_rule_holds_the_alert_group(helm: Helm) -> None:
         "DOKSAccessCredentialExpired",
         "DOKSAccessSetStalled",
         "DOKSAccessSetNotReady",
+        "DOKSAccessCredentialRejected",
         "DOKSAccessDigitalOceanErrors",
         "DOKSAccessOperatorDown",
     ]

@@ -508,6 +508,29 @@ def test_a_cluster_whose_name_renders_an_invalid_secret_is_refused_alone(
     )
 
 
+def test_a_cluster_that_requires_sso_gets_no_child_and_stalls_the_set(
+    api: client.ApiClient, namespace: str, digitalocean: Emulator
+) -> None:
+    account = account_of(namespace, digitalocean, api)
+    plain = digitalocean.add_cluster(Cluster(name="plain", account=account, tags=("s",)))
+    sso = digitalocean.add_cluster(
+        Cluster(name="sso-only", account=account, tags=("s",), sso=True, sso_required=True)
+    )
+    apply_set(api, namespace, "sso", {"selector": {"tags": ["s"]}})
+
+    obj = wait_for_set(api, namespace, "sso", "Stalled", "True", "SSORequired", matched=2, ready=1)
+
+    states = {entry["id"]: entry["state"] for entry in obj["status"]["clusters"]}
+    assert states == {plain.id: "Ready", sso.id: "SSORequired"}
+    assert set(children_of(api, namespace, "sso")) == {plain.id}
+    # The listing said so: no credential was asked for the SSO cluster.
+    assert len(digitalocean.issued_credentials(cluster_id=sso.id)) == 0
+    assert digitalocean.request_count("kubeconfig", account=account) == 1
+    kube.eventually(
+        lambda: "SSORequired" in event_reasons(api, namespace, "sso"), what="an SSORequired event"
+    )
+
+
 def test_a_token_that_cannot_list_clusters_stalls_unauthorized(
     api: client.ApiClient, namespace: str, digitalocean: Emulator
 ) -> None:

@@ -1,8 +1,10 @@
 """Fixtures for the emulator's own tests: a running emulator on a manual clock, and clients.
 
 Each test gets a fresh emulator (demo data, HTTPS on a free loopback port) whose clock only moves
-when the test moves it, an httpx client authenticated with the demo's full-access token, and one
-with the admin token. Fixtures stop in reverse order, so clients close before the server stops.
+when the test moves it, an httpx client authenticated with the demo's full-access token, one with
+the admin token, and one for the token webhook (with :func:`authenticates` to ask it about a
+token, as the apiserver would). Fixtures stop in reverse order, so clients close before the
+server stops.
 """
 
 from __future__ import annotations
@@ -54,3 +56,22 @@ def do_api(emulator: Emulator) -> Iterator[httpx.Client]:
 def admin(emulator: Emulator) -> Iterator[httpx.Client]:
     with client_for(emulator, emulator.admin_token) as client:
         yield client
+
+
+@pytest.fixture
+def webhook(emulator: Emulator) -> Iterator[httpx.Client]:
+    with httpx.Client(verify=emulator.client_ssl_context(), timeout=10) as client:
+        yield client
+
+
+def authenticates(webhook: httpx.Client, emulator: Emulator, token: str) -> bool:
+    """Whether the token webhook vouches for ``token`` (one TokenReview, as the apiserver asks)."""
+    body = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": token},
+    }
+    answer = webhook.post(emulator.token_webhook.url, json=body)
+    assert answer.status_code == 200
+    authenticated: bool = answer.json()["status"]["authenticated"]
+    return authenticated

@@ -3,7 +3,9 @@
 The local control plane is started with the emulator's TokenReview webhook (so bearer tokens are
 judged by the emulator, on the emulator's clock) and with its client CA lent to the emulator (so
 certificate-mode kubeconfigs carry certificates the apiserver verifies, NotAfter included). The
-identity checks go through ``SelfSubjectReview``, which any authenticated user may create.
+identity checks go through ``SelfSubjectReview``, which any authenticated user may create. A
+cluster's lifetime cap, a revoke and an SSO requirement refused "at the cluster" are enforced here
+by the same real apiserver.
 """
 
 from __future__ import annotations
@@ -193,3 +195,50 @@ def test_a_certificate_kubeconfig_works_until_its_not_after(
     # The apiserver checks NotAfter on every request against its own (the real) clock.
     time.sleep(max(0.0, not_after - time.time() + 0.2))
     assert _review(document, tmp_path).status_code == 401
+
+
+def test_a_capped_token_is_refused_at_the_cap_not_at_the_asked_expiry(
+    do_api: httpx.Client, emulator: Emulator, jumping_clock: JumpingClock, tmp_path: Path
+) -> None:
+    capped = emulator.add_cluster(Cluster(name="capped", identity=TOKEN_USER, max_lifetime=5))
+    almost, expired = _kubeconfig(do_api, capped, 3600), _kubeconfig(do_api, capped, 3600)
+    jumping_clock.jump(4.9)
+    assert _review(almost, tmp_path).status_code == 201
+    jumping_clock.jump(0.1)
+    assert _review(expired, tmp_path).status_code == 401
+
+
+def test_a_capped_certificate_ends_at_the_cap(
+    do_api: httpx.Client, emulator: Emulator, tmp_path: Path
+) -> None:
+    capped = emulator.add_cluster(
+        Cluster(name="capped-cert", mode="certificate", identity=CERT_USER, max_lifetime=3)
+    )
+    document = _kubeconfig(do_api, capped, 3600)
+    assert _review(document, tmp_path).status_code == 201
+    not_after = emulator.issued_credentials(cluster_id=capped.id)[-1].expires_at
+    assert not_after <= time.time() + 3
+    time.sleep(max(0.0, not_after - time.time() + 0.2))
+    assert _review(document, tmp_path).status_code == 401
+
+
+def test_a_revoked_token_is_refused_and_its_sibling_is_not(
+    do_api: httpx.Client, emulator: Emulator, tmp_path: Path
+) -> None:
+    # Revoked before the apiserver ever saw it: its ~10 s cache of good reviews cannot help it.
+    revoked, kept = _kubeconfig(do_api, TOKEN_CLUSTER, 600), _kubeconfig(do_api, TOKEN_CLUSTER, 600)
+    assert emulator.revoke(token=revoked["users"][0]["user"]["token"]) == 1
+    assert _review(revoked, tmp_path).status_code == 401
+    assert _review(kept, tmp_path).status_code == 201
+
+
+def test_a_cluster_that_requires_sso_refuses_tokens_at_the_cluster_or_the_api(
+    do_api: httpx.Client, emulator: Emulator, tmp_path: Path
+) -> None:
+    at_cluster = emulator.add_cluster(
+        Cluster(name="sso-c", sso=True, sso_required=True, sso_refusal="cluster")
+    )
+    assert _review(_kubeconfig(do_api, at_cluster, 600), tmp_path).status_code == 401
+    at_api = emulator.add_cluster(Cluster(name="sso-a", sso=True, sso_required=True))
+    path = f"/v2/kubernetes/clusters/{at_api.id}/kubeconfig"
+    assert do_api.get(path, params={"type": "token"}).status_code == 422

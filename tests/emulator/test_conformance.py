@@ -1,11 +1,12 @@
 """Every kind of emulator answer, checked against DigitalOcean's own OpenAPI description.
 
 For each of the four operations and each answer it can give (200s, and the errors 400, 401, 403,
-404, 429, 500, 503), the response is validated by openapi-core: a declared status (explicitly, or
-through the operation's ``default`` response, which is how the spec covers 400, 403 and 503 for
-these operations), the body against its schema (formats included: uuid, date-time, byte), the
-content type, and the ``ratelimit-*`` headers' types. The spec does not mark the rate-limit
-headers required, so their presence is asserted here as well.
+404, 422, 429, 500, 503; with each realism quirk; for clusters that require SSO), the response is
+validated by openapi-core: a declared status (explicitly, or through the operation's ``default``
+response, which is how the spec covers 400, 403, 422 and 503 for these operations), the body
+against its schema (formats included: uuid, uri, date-time, byte), the content type, and the
+``ratelimit-*`` headers' types. The spec does not mark the rate-limit headers required, so their
+presence is asserted here as well.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from doks_access_testkit.emulator import (
     DEMO_CLUSTER_IDS,
     DEMO_READ_ONLY_TOKEN,
     DEMO_TOKEN,
+    Cluster,
     Emulator,
     EmulatorConfig,
     Fault,
@@ -32,6 +34,7 @@ from doks_access_testkit.emulator import (
     RateLimits,
 )
 from doks_access_testkit.emulator.faults import Endpoint
+from doks_access_testkit.emulator.quirks import QUIRKS
 from tests.emulator import openapi
 from tests.emulator.conftest import client_for
 
@@ -89,7 +92,7 @@ def _errors() -> list[Case]:
     for endpoint, path in PATHS.items():
         cases.append(Case(endpoint, 401, path, token=None))
         cases.append(Case(endpoint, 401, path, token="dop_v1_unknown"))
-        for status in (429, 500, 503):
+        for status in (422, 429, 500, 503):
             cases.append(Case(endpoint, status, path, fault=Fault(kind="status", status=status)))
         if endpoint != "list_clusters":
             missing = path.replace(PROD, str(uuid.uuid4()))
@@ -138,6 +141,70 @@ def test_the_answer_conforms_to_the_openapi_description(
     with client_for(emulator, case.token) as client:
         response = client.get(case.path, params=case.params)
     _check(spec, document, case, response)
+
+
+def test_a_status_fault_with_its_own_message_conforms(
+    spec: OpenAPI, document: dict[str, Any], emulator: Emulator
+) -> None:
+    message = "expiry_seconds must be at most 604800"
+    emulator.add_fault(Fault(kind="status", status=422, message=message, endpoint="kubeconfig"))
+    case = Case("kubeconfig", 422, PATHS["kubeconfig"], {"expiry_seconds": "604801"})
+    with client_for(emulator, DEMO_TOKEN) as client:
+        response = client.get(case.path, params=case.params)
+    _check(spec, document, case, response)
+    assert response.json()["message"] == message
+
+
+@pytest.mark.parametrize("refusal", ["api", "cluster"])
+def test_a_cluster_that_requires_sso_conforms(
+    spec: OpenAPI, document: dict[str, Any], emulator: Emulator, refusal: str
+) -> None:
+    cluster = emulator.add_cluster(
+        Cluster(
+            name="locked",
+            sso=True,
+            sso_required=True,
+            sso_refusal="api" if refusal == "api" else "cluster",
+            sso_issuer_url="https://login.example.org/realms/doks",
+            sso_client_id="doks-prod",
+        )
+    )
+    base = f"/v2/kubernetes/clusters/{cluster.id}"
+    token_status = 422 if refusal == "api" else 200
+    yaml_type = "application/yaml" if refusal == "cluster" else JSON
+    cases = [
+        Case("get_cluster", 200, base),
+        Case("list_clusters", 200, PATHS["list_clusters"]),
+        Case("kubeconfig", 200, f"{base}/kubeconfig", content_type="application/yaml"),
+        Case("kubeconfig", token_status, f"{base}/kubeconfig", {"type": "token"},
+             content_type=yaml_type),
+        Case("credentials", token_status, f"{base}/credentials"),
+    ]  # fmt: skip
+    with client_for(emulator, DEMO_TOKEN) as client:
+        for case in cases:
+            _check(spec, document, case, client.get(case.path, params=case.params))
+        sso = client.get(base).json()["kubernetes_cluster"]["sso"]
+    assert sso["required"] is True
+    assert sso["issuer_url"] == "https://login.example.org/realms/doks"
+
+
+@pytest.mark.parametrize("quirk", QUIRKS)
+def test_every_quirk_conforms(
+    spec: OpenAPI, document: dict[str, Any], emulator: Emulator, quirk: str
+) -> None:
+    emulator.set_quirks([quirk])
+    cases = [
+        Case("list_clusters", 200, PATHS["list_clusters"]),
+        Case("list_clusters", 200, PATHS["list_clusters"], {"per_page": "1"}),
+        Case("kubeconfig", 400, PATHS["kubeconfig"], {"expiry_seconds": "-1"}),
+        Case("get_cluster", 404, PATHS["get_cluster"].replace(PROD, str(uuid.uuid4()))),
+        Case("list_clusters", 401, PATHS["list_clusters"], token=None),
+        Case("credentials", 500 if quirk == "zero_expiry_500" else 200, PATHS["credentials"],
+             {"expiry_seconds": "0"}),
+    ]  # fmt: skip
+    for case in cases:
+        with client_for(emulator, case.token) as client:
+            _check(spec, document, case, client.get(case.path, params=case.params))
 
 
 @pytest.fixture

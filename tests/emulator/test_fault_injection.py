@@ -51,6 +51,43 @@ def test_a_status_fault_answers_that_status_for_n_requests(
     assert emulator.stats()["kubeconfig"] == {str(status): 2, "200": 1}
 
 
+def test_a_status_fault_can_carry_digitaloceans_message(
+    do_api: httpx.Client, emulator: Emulator
+) -> None:
+    message = "expiry_seconds must be at most 604800"
+    emulator.add_fault(Fault(kind="status", status=422, message=message, endpoint="kubeconfig"))
+    refused = do_api.get(KUBECONFIG, params={"expiry_seconds": "604801"})
+    assert refused.status_code == 422
+    assert refused.json() == {
+        "id": "unprocessable_entity",
+        "message": message,
+        "request_id": refused.headers["x-request-id"],
+    }
+    assert emulator.issued_credentials() == []
+    assert do_api.get(CREDENTIALS).status_code == 200  # scoped to the kubeconfig endpoint
+
+
+@pytest.mark.parametrize(
+    ("status", "error_id", "message"),
+    [
+        (422, "unprocessable_entity", "The request could not be processed."),
+        (400, "bad_request", "error parsing request"),
+    ],
+)
+def test_without_a_message_a_status_fault_has_the_usual_one(
+    do_api: httpx.Client, emulator: Emulator, status: int, error_id: str, message: str
+) -> None:
+    emulator.add_fault(Fault(kind="status", status=status, count=1))
+    body = do_api.get(CREDENTIALS).json()
+    assert (body["id"], body["message"]) == (error_id, message)
+
+
+def test_an_admin_fault_carries_its_message(admin: httpx.Client, do_api: httpx.Client) -> None:
+    fault = {"kind": "status", "status": 400, "message": "invalid expiry", "count": 1}
+    assert admin.post("/_emulator/faults", json=fault).status_code == 201
+    assert do_api.get(KUBECONFIG).json()["message"] == "invalid expiry"
+
+
 def test_an_injected_429_can_carry_retry_after(do_api: httpx.Client, emulator: Emulator) -> None:
     emulator.add_fault(Fault(kind="status", status=429, retry_after=30, count=1))
     refused = do_api.get(KUBECONFIG)

@@ -110,6 +110,15 @@ def test_a_fault_round_trips_through_its_dict_form() -> None:
     }
 
 
+def test_a_status_fault_carries_its_message_through_the_dict_form() -> None:
+    message = "expiry_seconds must be at most 604800"
+    fault = Fault.from_dict({"kind": "status", "status": 422, "message": message})
+    assert fault.message == message
+    assert fault.to_dict() == {"kind": "status", "status": 422, "message": message}
+    rate = Fault(kind="error_rate", probability=0.5, message="flaky")
+    assert Fault.from_dict(rate.to_dict()) == rate
+
+
 @pytest.mark.parametrize("body", ["text: é", b"\x00\xff binary"], ids=["text", "bytes"])
 def test_a_body_fault_round_trips_through_json(body: str | bytes) -> None:
     fault = Fault(kind="body", body=body, content_type="text/html", endpoint="kubeconfig")
@@ -141,6 +150,9 @@ def test_a_body_fault_round_trips_through_json(body: str | bytes) -> None:
         ({"kind": "drop", "content_type": "text/html"}, "body faults only"),
         ({"kind": "body", "body": "x", "endpoint": "get_cluster"}, "kubeconfig or list_clusters"),
         ({"kind": "oversized_body", "endpoint": "list_clusters"}, "credentials or kubeconfig"),
+        ({"kind": "drop", "message": "x"}, "status and error_rate faults only"),
+        ({"kind": "status", "status": 422, "message": ""}, "not empty"),
+        ({"kind": "status", "status": 422, "message": 7}, "wrong type"),
     ],
 )
 def test_invalid_faults_are_refused_with_a_reason(data: dict[str, Any], message: str) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,9 @@ from kubernetes.client.exceptions import ApiException
 
 from doks_access import digitalocean
 from doks_access.kubeconfig import AuthKind, Credential
-from doks_access_testkit.emulator import DEMO_CLUSTER_IDS, DEMO_TOKEN, Emulator, Fault
+from doks_access_testkit.emulator import DEMO_CLUSTER_IDS, DEMO_TOKEN, QUIRKS, Emulator, Fault
+from doks_access_testkit.emulator.state import Cluster as EmulatedCluster
+from doks_access_testkit.emulator.state import SsoRefusal
 from tests import kube
 
 TOKEN_CLUSTER = DEMO_CLUSTER_IDS["prod-cluster-01"]
@@ -249,18 +252,17 @@ def test_the_fetch_command_saves_a_working_kubeconfig_and_prints_no_secret(
         assert client.CoreV1Api(api).read_namespace("default").metadata.name == "default"
 
 
-def test_the_fetch_command_reports_an_unknown_cluster_clearly(
-    fresh_digitalocean: Emulator,
-) -> None:
-    completed = subprocess.run(
+def _fetch_command(emulator: Emulator, *args: str) -> subprocess.CompletedProcess[str]:
+    """``doks-access fetch`` as a user runs it, token from the environment."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
             "doks_access",
             "fetch",
-            "--cluster-id=00000000-0000-4000-8000-000000000000",
-            f"--api-url={fresh_digitalocean.api_url}",
-            f"--ca-file={fresh_digitalocean.ca_file}",
+            f"--api-url={emulator.api_url}",
+            f"--ca-file={emulator.ca_file}",
+            *args,
         ],
         env={**os.environ, "DIGITALOCEAN_ACCESS_TOKEN": DEMO_TOKEN},
         capture_output=True,
@@ -269,7 +271,113 @@ def test_the_fetch_command_reports_an_unknown_cluster_clearly(
         check=False,
     )
 
+
+def test_the_fetch_command_reports_an_unknown_cluster_clearly(
+    fresh_digitalocean: Emulator,
+) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
+
+    completed = _fetch_command(fresh_digitalocean, f"--cluster-id={unknown}")
+
     assert completed.returncode == 1
-    assert "404" in completed.stderr or "not found" in completed.stderr.lower()
+    assert completed.stderr.startswith(
+        f"doks-access: ClusterNotFound: GET /v2/kubernetes/clusters/{unknown}/kubeconfig: HTTP 404"
+    )
     assert completed.stdout == ""
     assert DEMO_TOKEN not in completed.stderr
+
+
+def test_the_fetch_command_names_a_refused_request_as_the_operator_does(
+    fresh_digitalocean: Emulator,
+) -> None:
+    said = "expiry_seconds must be at most 604800"
+    fresh_digitalocean.add_fault(
+        Fault(kind="status", endpoint="kubeconfig", status=422, message=said, count=1)
+    )
+
+    completed = _fetch_command(fresh_digitalocean, f"--cluster-id={TOKEN_CLUSTER}")
+
+    assert completed.returncode == 1
+    assert completed.stderr.startswith("doks-access: RequestRefused: GET /v2/kubernetes/clusters/")
+    assert completed.stderr.rstrip().endswith(f": {said}")
+    assert completed.stdout == ""
+
+
+@pytest.mark.parametrize(("refusal", "flags"), [("api", []), ("cluster", ["--verify"])])
+def test_the_fetch_command_says_when_a_cluster_requires_sso(
+    fresh_digitalocean: Emulator, refusal: SsoRefusal, flags: list[str]
+) -> None:
+    cluster = fresh_digitalocean.add_cluster(
+        EmulatedCluster(name="sso-only", sso=True, sso_required=True, sso_refusal=refusal)
+    )
+
+    completed = _fetch_command(fresh_digitalocean, f"--cluster-id={cluster.id}", *flags)
+
+    assert completed.returncode == 1
+    assert completed.stderr == (
+        f"doks-access: SSORequired: cluster {cluster.id} has sso.required set; turn it off in "
+        "DigitalOcean, or give consumers another way in\n"
+    )
+
+
+def test_the_fetch_command_verifies_and_prints_the_identity(fresh_digitalocean: Emulator) -> None:
+    completed = _fetch_command(fresh_digitalocean, f"--cluster-id={TOKEN_CLUSTER}", "--verify")
+
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["identity"] == EMULATOR_USER
+
+
+# --- DigitalOcean as it answers beyond its spec -------------------------------------------------
+
+
+@pytest.fixture
+def quirky_digitalocean(fresh_digitalocean: Emulator) -> Iterator[Emulator]:
+    """The emulator with every realism quirk on: listings without ``links``, errors without a
+    request id in the body or the headers, and the old 500 for ``expiry_seconds=0``."""
+    fresh_digitalocean.set_quirks(QUIRKS)
+    try:
+        yield fresh_digitalocean
+    finally:
+        fresh_digitalocean.set_quirks(())
+
+
+@pytest.mark.asyncio
+async def test_the_client_copes_with_every_quirk_of_the_real_api(
+    quirky_digitalocean: Emulator,
+) -> None:
+    async with _client(quirky_digitalocean) as do:
+        listed = await do.list_clusters(token=DEMO_TOKEN)
+        credential = await do.fetch_kubeconfig(
+            token=DEMO_TOKEN, cluster_id=TOKEN_CLUSTER, expiry_seconds=None
+        )
+        with pytest.raises(digitalocean.NotFoundError) as raised:
+            await do.fetch_kubeconfig(
+                token=DEMO_TOKEN,
+                cluster_id="00000000-0000-4000-8000-000000000000",
+                expiry_seconds=600,
+            )
+
+    assert {cluster.id for cluster in listed} >= {TOKEN_CLUSTER, CERTIFICATE_CLUSTER}
+    # Absent expiry_seconds, never 0: the 7-day default, without the old 500.
+    assert credential.lifetime == datetime.timedelta(days=7)
+    assert quirky_digitalocean.request_count("kubeconfig", outcome=500) == 0
+    assert raised.value.request_id is None
+    assert str(raised.value).endswith("HTTP 404 not_found")
+
+
+@pytest.mark.asyncio
+async def test_a_capped_certificate_expires_at_its_not_after_not_at_the_requested_lifetime(
+    fresh_digitalocean: Emulator,
+) -> None:
+    fresh_digitalocean.update_cluster(CERTIFICATE_CLUSTER, max_lifetime=30)
+    try:
+        credential = await _fetch(
+            fresh_digitalocean, cluster_id=CERTIFICATE_CLUSTER, expiry_seconds=3600
+        )
+    finally:
+        fresh_digitalocean.update_cluster(CERTIFICATE_CLUSTER, max_lifetime=0)
+
+    (issued,) = fresh_digitalocean.issued_credentials(cluster_id=CERTIFICATE_CLUSTER)[-1:]
+    assert credential.auth_kind is AuthKind.CLIENT_CERTIFICATE
+    assert credential.expires_at.timestamp() == issued.expires_at
+    assert credential.lifetime <= datetime.timedelta(seconds=30)

@@ -3,7 +3,8 @@ suite run at tiny sizes on a control plane of their own, and every check they ma
 
 The other fault scenarios have representative cases here already: a 429 with retry-after and an
 expiry in tests/e2e/test_lifecycle.py, restarts of kube-apiserver and etcd in the same file, the
-leader's death in tests/e2e/test_high_availability.py.
+leader's death in tests/e2e/test_high_availability.py, a revoked token and a capped lifetime
+caught by the lifetime guard in tests/e2e/test_digitalocean_behaviour.py.
 """
 
 from __future__ import annotations

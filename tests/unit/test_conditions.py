@@ -92,6 +92,37 @@ def test_stays_ready_while_a_renewal_is_refused_and_says_it_is_stalled() -> None
     assert "Reconciling" not in shown
 
 
+def test_a_held_credential_the_cluster_refuses_is_not_ready() -> None:
+    shown = conditions(rejected=True, detail="It was refused 31s into its 120s lifetime.")
+
+    assert shown["Ready"].status is False
+    assert shown["Ready"].reason == ReadyReason.CREDENTIAL_REJECTED.value == "CredentialRejected"
+    assert shown["Ready"].message == (
+        f"The cluster no longer accepts the credential in Secret {SECRET} (the lifetime guard's"
+        " SelfSubjectReview was answered 401); fetching a new one. It was refused 31s into its"
+        " 120s lifetime."
+    )
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        (StalledReason.REQUEST_REFUSED, "DigitalOcean refused to issue a credential as asked."),
+        (
+            StalledReason.SSO_REQUIRED,
+            "The cluster requires SSO: DigitalOcean issues no token credential that it accepts.",
+        ),
+    ],
+)
+def test_a_refused_request_is_stalled_and_not_ready_without_a_credential(
+    reason: StalledReason, message: str
+) -> None:
+    shown = conditions(expires_at=None, stalled=reason, detail="HTTP 422: no.")
+
+    assert (shown["Ready"].status, shown["Ready"].reason) == (False, reason.value)
+    assert shown["Stalled"].message == f"{message} HTTP 422: no."
+
+
 def test_is_not_ready_once_the_credential_has_expired() -> None:
     shown = conditions(
         expires_at=NOW,
@@ -324,6 +355,23 @@ def test_the_first_credential_is_an_issued_event() -> None:
             ),
         ),
     )
+
+
+def test_a_refused_held_credential_is_one_warning_event() -> None:
+    before = status(secret_name=SECRET, issued_at=EARLIER, expires_at=EXPIRES)
+    refused = status(
+        secret_name=SECRET,
+        issued_at=EARLIER,
+        expires_at=EXPIRES,
+        situation=situation(rejected=True),
+    )
+
+    events = events_for(previous=stored(before), current=refused)
+    again = events_for(previous=stored(refused), current=refused)
+
+    assert [(e.type, e.reason) for e in events] == [(EventType.WARNING, "CredentialRejected")]
+    assert events[0].message.startswith("The cluster no longer accepts the credential")
+    assert again == ()
 
 
 def test_a_new_object_gets_its_issued_event_too() -> None:

@@ -17,12 +17,13 @@ from doks_access.digitalocean import (
     InvalidResponseError,
     NotFoundError,
     RateLimitedError,
+    RequestRefusedError,
     RetryPolicy,
     ServerError,
     TransportError,
     UnauthorizedError,
 )
-from doks_access.digitalocean._errors import retry_after_seconds
+from doks_access.digitalocean._errors import explanation, retry_after_seconds
 from tests.unit.conftest import (
     API_TOKEN,
     BODY_TEXT,
@@ -65,7 +66,8 @@ async def fetch(client: DigitalOceanClient) -> Any:
         (500, "server_error", ServerError),
         (502, "bad_gateway", ServerError),
         (503, "service_unavailable", ServerError),
-        (400, "bad_request", InvalidResponseError),
+        (400, "bad_request", RequestRefusedError),
+        (422, "unprocessable_entity", RequestRefusedError),
         (418, "teapot", InvalidResponseError),
         (302, "found", InvalidResponseError),
     ],
@@ -89,6 +91,58 @@ async def test_maps_each_status_to_its_error(
     assert str(raised.value).startswith(
         f"GET {KUBECONFIG_PATH}: HTTP {status} {error_id} (request {REQUEST_ID})"
     )
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [400, 422])
+async def test_a_refused_request_quotes_digitaloceans_reason(
+    single_shot: DigitalOceanClient, digitalocean: FakeDigitalOcean, status: int
+) -> None:
+    """A 400 or 422 is the one answer whose message tells a person what to change."""
+    message = "expiry_seconds must be at most 604800"
+    body = {"id": "unprocessable_entity", "message": message, "request_id": REQUEST_ID}
+    digitalocean.script(json_response(status, body))
+
+    with pytest.raises(RequestRefusedError) as raised:
+        await fetch(single_shot)
+
+    assert raised.value.explanation == message
+    assert str(raised.value).endswith(f"(request {REQUEST_ID}): {message}")
+    assert len(digitalocean.requests) == 1, "asking again unchanged gets the same answer"
+
+
+@pytest.mark.asyncio
+async def test_a_refused_request_without_a_readable_reason_says_so(
+    single_shot: DigitalOceanClient, digitalocean: FakeDigitalOcean
+) -> None:
+    digitalocean.script(httpx.Response(422, content=b"<html>nope</html>"))
+
+    with pytest.raises(RequestRefusedError) as raised:
+        await fetch(single_shot)
+
+    assert raised.value.explanation is None
+    assert str(raised.value).endswith("HTTP 422: DigitalOcean gave no usable reason")
+
+
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [
+        ("expiry_seconds is too large", "expiry_seconds is too large"),
+        ("  two\n lines\t here ", "two lines here"),
+        ("x" * 300, None),  # an opaque run, as a random token has: not shown at all
+        (f"not {'3f9a' * 16} here", None),
+        ("word " * 60, ("word " * 60).strip()[:199] + "…"),
+        (f"token {API_TOKEN} is bad", None),
+        (f"token {API_TOKEN[-10:]} is bad", None),
+        ("bell\x07", None),
+        ("", None),
+        (42, None),
+    ],
+)
+def test_explanation_shows_only_short_printable_text_that_is_no_credential(
+    said: object, shown: str | None
+) -> None:
+    assert explanation(said, token=API_TOKEN) == shown
 
 
 @pytest.mark.asyncio
@@ -405,6 +459,14 @@ FAILURES: list[Any] = [
     pytest.param(lambda kc: error_response(429, "too_many_requests"), id="429"),
     pytest.param(lambda kc: error_response(500, "server_error"), id="500"),
     pytest.param(lambda kc: error_response(418, "teapot"), id="418"),
+    pytest.param(
+        lambda kc: json_response(400, {"id": "bad_request", "message": f"bad {API_TOKEN}"}),
+        id="400-echoing-the-token",
+    ),
+    pytest.param(
+        lambda kc: json_response(422, {"id": "x", "message": f"bad {API_TOKEN[7:20]} here"}),
+        id="422-echoing-part-of-the-token",
+    ),
     pytest.param(lambda kc: httpx.Response(502, content=BODY_TEXT.encode()), id="502-text"),
     pytest.param(lambda kc: httpx.ConnectError("boom"), id="connect-error"),
     pytest.param(lambda kc: httpx.ReadTimeout("boom"), id="read-timeout"),
@@ -540,9 +602,7 @@ async def test_plain_error_and_request_ids_are_still_quoted(
     single_shot: DigitalOceanClient, digitalocean: FakeDigitalOcean
 ) -> None:
     request_id = "a4c0e0a6-0c4a-4f1b-9c55-0b1c9a0e2f3d"
-    digitalocean.script(
-        json_response(422, {"id": "unprocessable_entity", "request_id": request_id})
-    )
+    digitalocean.script(json_response(418, {"id": "teapot", "request_id": request_id}))
 
     with pytest.raises(InvalidResponseError) as raised:
         await single_shot.fetch_kubeconfig(
@@ -550,6 +610,5 @@ async def test_plain_error_and_request_ids_are_still_quoted(
         )
 
     assert str(raised.value) == (
-        f"GET {KUBECONFIG_PATH}: HTTP 422 unprocessable_entity (request {request_id})"
-        ": unexpected status"
+        f"GET {KUBECONFIG_PATH}: HTTP 418 teapot (request {request_id}): unexpected status"
     )

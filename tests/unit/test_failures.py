@@ -71,11 +71,14 @@ def test_reasons_are_what_the_api_shows() -> None:
         "Server",
         "Transport",
         "InvalidResponse",
+        "CredentialRejected",
         "RateLimited",
         "Unauthorized",
         "ClusterNotFound",
         "AmbiguousClusterName",
         "TokenSecretMissing",
+        "RequestRefused",
+        "SSORequired",
     ]
 
 
@@ -90,6 +93,9 @@ def test_reasons_are_what_the_api_shows() -> None:
         (FailureReason.CLUSTER_NOT_FOUND, None, StalledReason.CLUSTER_NOT_FOUND),
         (FailureReason.AMBIGUOUS_CLUSTER_NAME, None, StalledReason.AMBIGUOUS_CLUSTER_NAME),
         (FailureReason.TOKEN_SECRET_MISSING, None, StalledReason.TOKEN_SECRET_MISSING),
+        (FailureReason.CREDENTIAL_REJECTED, ReconcilingReason.RETRYING_AFTER_ERROR, None),
+        (FailureReason.REQUEST_REFUSED, None, StalledReason.REQUEST_REFUSED),
+        (FailureReason.SSO_REQUIRED, None, StalledReason.SSO_REQUIRED),
     ],
 )
 def test_a_failure_is_either_retried_by_itself_or_needs_a_human(
@@ -165,6 +171,23 @@ def test_a_failure_that_needs_a_human_is_retried_slowly() -> None:
     state = fail(failure=REFUSED)
 
     assert retry_in(state) == STALLED_RETRY == 5 * MINUTE
+
+
+@pytest.mark.parametrize("reason", [FailureReason.REQUEST_REFUSED, FailureReason.SSO_REQUIRED])
+def test_a_refused_request_is_retried_ever_slower_up_to_an_hour(reason: FailureReason) -> None:
+    refusal = Failure(reason, "GET /v2/...: HTTP 422: expiry_seconds is too large")
+    state, waits = CLEAR, []
+    for _ in range(6):
+        state = fail(state, refusal)
+        waits.append(retry_in(state))
+
+    assert waits == [5 * MINUTE, 10 * MINUTE, 20 * MINUTE, 40 * MINUTE, HOUR, HOUR]
+
+
+def test_a_401_is_not_retried_ever_slower() -> None:
+    state = fail(fail(fail(failure=REFUSED), REFUSED), REFUSED)
+
+    assert retry_in(state) == STALLED_RETRY
 
 
 # --- recovering ---------------------------------------------------------------------------------
@@ -278,6 +301,51 @@ def test_a_pending_retry_postpones_even_a_requested_refresh() -> None:
     action = plan(now=ISSUED + HOUR, seen=observed(), refresh_request="now", retry_at=retry_at)
 
     assert action == WaitUntil(retry_at)
+
+
+def refused_at(refresh_request: str | None) -> FailureState:
+    refusal = Failure(FailureReason.REQUEST_REFUSED, "GET /v2/...: HTTP 422")
+    return failures.failed(
+        CLEAR,
+        refusal,
+        now=NOW,
+        expires_at=EXPIRES,
+        jitter_fraction=1.0,
+        refresh_request=refresh_request,
+    )
+
+
+@pytest.mark.parametrize("reason", [FetchReason.REQUESTED, FetchReason.NEW])
+def test_a_new_refresh_request_is_tried_at_once_while_a_human_is_needed(
+    reason: FetchReason,
+) -> None:
+    # Without a credential yet, the plan's reason is New: the request counts all the same.
+    state = refused_at("first")
+
+    assert failures.postpone(FetchNow(reason), state, now=NOW, refresh_request="second") == (
+        FetchNow(reason)
+    )
+    assert failures.postpone(FetchNow(reason), refused_at(None), now=NOW, refresh_request="x") == (
+        FetchNow(reason)
+    )
+
+
+def test_the_refresh_request_already_tried_waits_for_the_slow_retry() -> None:
+    state = refused_at("first")
+    requested = FetchNow(FetchReason.REQUESTED)
+
+    assert failures.postpone(requested, state, now=NOW, refresh_request="first") == WaitUntil(
+        NOW + STALLED_RETRY
+    )
+
+
+def test_a_refresh_request_does_not_hurry_a_transient_failure() -> None:
+    state = fail()
+    requested = FetchNow(FetchReason.REQUESTED)
+
+    assert failures.postpone(requested, state, now=NOW, refresh_request="new") == WaitUntil(
+        NOW + 5 * SECOND
+    )
 
 
 def test_fetches_once_the_retry_time_has_come() -> None:

@@ -21,13 +21,14 @@ import yaml
 
 from doks_access import bookkeeping
 from doks_access.bookkeeping import ObservedSecret
-from doks_access.kubeconfig import AuthKind, Credential
+from doks_access.kubeconfig import AuthKind, Credential, parse_kubeconfig
 from doks_access.rendering import (
     Owner,
     Ownership,
     SecretManifest,
     WriteAction,
     content_matches,
+    held_credential,
     merge_onto,
     observe_secret,
     ownership,
@@ -652,3 +653,65 @@ def test_reapplying_unchanged_metadata_writes_nothing() -> None:
     desired = reapply_metadata(existing, spec=make_spec(labels={"team": "platform"}), owner=OWNER)
 
     assert write_for(existing, desired).action is WriteAction.UNCHANGED
+
+
+# --- the lifetime guard reads the credential back -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        {},
+        {"format": "Flux"},
+        {"format": "ArgoCD"},
+        {"format": "ClusterAPI", "name": "prod-kubeconfig"},
+    ],
+)
+def test_the_held_credential_reads_back_from_every_format(
+    kubeconfig_bytes: bytes, target: dict[str, Any]
+) -> None:
+    credential = parse_kubeconfig(kubeconfig_bytes, issued_at=ISSUED, expiry_seconds=3600)
+    spec = make_spec(**target)
+    stored = as_stored(render(spec, credential=credential))
+    observed = observe_secret(stored, owner=OWNER)
+    assert observed is not None
+
+    held = held_credential(stored, spec=spec, observed=observed)
+
+    assert held is not None
+    assert (held.server, held.ca_pem, held.token) == (
+        credential.server,
+        credential.ca_pem,
+        credential.token,
+    )
+    assert held.expires_at == observed.expires_at
+
+
+def test_a_certificate_credential_reads_back_from_argo_cd(
+    certificate_kubeconfig: Any,
+) -> None:
+    document = certificate_kubeconfig(not_after=ISSUED + datetime.timedelta(days=1))
+    raw = yaml.safe_dump(document).encode()
+    credential = parse_kubeconfig(raw, issued_at=ISSUED, expiry_seconds=None)
+    spec = make_spec(format="ArgoCD")
+    stored = as_stored(render(spec, credential=credential))
+    observed = observe_secret(stored, owner=OWNER)
+    assert observed is not None
+
+    held = held_credential(stored, spec=spec, observed=observed)
+
+    assert held is not None
+    assert held.auth_kind is AuthKind.CLIENT_CERTIFICATE
+    assert held.client_key_pem == credential.client_key_pem
+
+
+def test_a_secret_that_does_not_read_back_holds_nothing_to_check(
+    kubeconfig_bytes: bytes,
+) -> None:
+    credential = parse_kubeconfig(kubeconfig_bytes, issued_at=ISSUED, expiry_seconds=3600)
+    stored = as_stored(render(credential=credential))
+    observed = observe_secret(stored, owner=OWNER)
+    assert observed is not None
+    stored["data"]["kubeconfig"] = base64.b64encode(b"kind: Config\n").decode()
+
+    assert held_credential(stored, spec=make_spec(), observed=observed) is None

@@ -16,7 +16,10 @@ from doks_access.scheduling import (
     Suspended,
     WaitUntil,
     failure_backoff,
+    guard_marks,
     next_action,
+    next_guard,
+    refused_retry,
     renewal_jitter,
     renewal_time,
 )
@@ -338,3 +341,45 @@ def test_jitter_moves_the_planned_renewal_earlier() -> None:
     )
 
     assert action == WaitUntil(ISSUED + 4 * HOUR - 6 * MINUTE)
+
+
+# --- the lifetime guard's marks -----------------------------------------------------------------
+
+
+def test_the_guard_checks_a_credential_at_its_quarter_marks() -> None:
+    issued = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+
+    marks = guard_marks(issued_at=issued, expires_at=issued + 4 * HOUR)
+
+    assert marks == (issued + HOUR, issued + 2 * HOUR, issued + 3 * HOUR)
+
+
+def test_the_next_guard_mark_is_the_first_after_the_last_check() -> None:
+    issued = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+    expires = issued + 4 * HOUR
+
+    assert next_guard(issued_at=issued, expires_at=expires, after=issued) == issued + HOUR
+    assert next_guard(issued_at=issued, expires_at=expires, after=issued + HOUR) == (
+        issued + 2 * HOUR
+    )
+    assert next_guard(issued_at=issued, expires_at=expires, after=issued + 3 * HOUR) is None
+
+
+def test_with_the_default_renewal_the_guard_checks_twice_before_renewing() -> None:
+    issued = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+    expires = issued + 12 * HOUR
+    renewal = renewal_time(
+        issued_at=issued, expires_at=expires, renew_before=None, jitter_fraction=0.1
+    )
+
+    before = [m for m in guard_marks(issued_at=issued, expires_at=expires) if m < renewal]
+
+    assert len(before) == 2
+
+
+def test_a_refused_request_waits_five_minutes_then_doubles_up_to_an_hour() -> None:
+    waits = [refused_retry(n) for n in (1, 2, 3, 4, 5, 50)]
+
+    assert waits == [5 * MINUTE, 10 * MINUTE, 20 * MINUTE, 40 * MINUTE, HOUR, HOUR]
+    with pytest.raises(ValueError, match="at least 1"):
+        refused_retry(0)

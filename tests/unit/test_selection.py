@@ -39,8 +39,17 @@ def cluster(
     region: str = "nyc1",
     state: str = "running",
     tags: tuple[str, ...] | None = ("fleet",),
+    sso_required: bool = False,
 ) -> Cluster:
-    return Cluster(id=cluster_id, name=name, region=region, endpoint="", tags=tags, state=state)
+    return Cluster(
+        id=cluster_id,
+        name=name,
+        region=region,
+        endpoint="",
+        tags=tags,
+        state=state,
+        sso_required=sso_required,
+    )
 
 
 def set_spec(*, target: dict[str, Any] | None = None, **template: Any) -> SetSpec:
@@ -355,6 +364,64 @@ def test_the_child_of_a_cluster_that_now_renders_invalid_is_kept_not_removed() -
     assert invalid.state is ClusterState.INVALID
     assert invalid.child == served.name
     assert invalid.secret_name == "prod-1-kubeconfig"
+
+
+# --- clusters that require SSO ------------------------------------------------------------------
+
+SSO_MESSAGE = (
+    "the cluster requires SSO: DigitalOcean issues no token credential it accepts; "
+    "turn off sso.required or leave it out of the selector"
+)
+
+
+def test_a_new_cluster_that_requires_sso_gets_no_child_and_the_others_go_on() -> None:
+    result = plan([cluster(PROD_ID, "prod-1", sso_required=True), cluster(STAGING_ID, "staging-1")])
+
+    assert [m["metadata"]["name"] for m in result.create] == ["fleet-0c1d2e3f"]
+    assert entry_of(result, PROD_ID) == Entry(
+        cluster_id=PROD_ID,
+        cluster_name="prod-1",
+        region="nyc1",
+        state=ClusterState.SSO_REQUIRED,
+        message=SSO_MESSAGE,
+    )
+    assert result.count(ClusterState.SSO_REQUIRED) == 1
+
+
+def test_a_cluster_that_turns_sso_required_keeps_its_child_unchanged() -> None:
+    served = existing(cluster())
+
+    result = plan([cluster(sso_required=True)], [served])
+
+    assert result.create == result.update == result.remove == ()
+    entry = entry_of(result, PROD_ID)
+    assert entry.state is ClusterState.READY  # until the child says otherwise
+    assert entry.child == served.name
+
+
+@pytest.mark.parametrize("state", ["provisioning", "error"])
+def test_a_cluster_that_requires_sso_is_refused_not_pending_whatever_its_state(
+    state: str,
+) -> None:
+    result = plan([cluster(state=state, sso_required=True)])
+
+    assert result.create == ()
+    assert entry_of(result, PROD_ID).state is ClusterState.SSO_REQUIRED
+    assert result.count(ClusterState.PENDING) == 0
+
+
+def test_a_cluster_that_requires_sso_claims_no_target_name() -> None:
+    parsed = set_spec(target=BY_REGION)
+
+    result = plan(
+        [cluster(PROD_ID, "prod-1", sso_required=True), cluster(STAGING_ID, "staging-1")],
+        parsed=parsed,
+    )
+
+    (manifest,) = result.create
+    assert manifest["spec"]["target"]["name"] == "nyc1-kubeconfig"
+    assert entry_of(result, STAGING_ID).state is ClusterState.NOT_READY
+    assert result.count(ClusterState.COLLISION) == 0
 
 
 # --- putting hand edits back --------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 A set spec is either refused with an :class:`InvalidSpecError` naming a field, or parsed; a parsed
 one, planned against any listing and any children, never raises, never plans two children with
-one name, and never plans a child whose spec the operator would refuse. This is the pure half of
+one name, never plans a child whose spec the operator would refuse nor one for a cluster that
+requires SSO, and changes no child when clusters turn SSO-required. This is the pure half of
 "bad input gets a clear condition, never a crash"; tests/e2e/test_fleet.py shows the conditions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from hypothesis import event, given, settings
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 
 from doks_access import spec as specs
 from doks_access.digitalocean import Cluster
-from doks_access.selection import Child, SetIdentity, plan
+from doks_access.selection import Child, ClusterState, SetIdentity, plan
 from doks_access.setspec import parse_set_spec
 
 IDENTITY = SetIdentity(namespace="team", name="fleet", uid="0b6f4c5e-9a3d-4f41-8e0c-2d8f1c1b9a01")
@@ -134,6 +136,7 @@ _cluster = st.builds(
     state=_mostly(
         st.just("running"), st.sampled_from(["provisioning", "deleting", "upgrading", "", "weird"])
     ),
+    sso_required=_mostly(st.just(False), st.just(True)),
 )
 
 
@@ -155,10 +158,16 @@ def test_any_spec_is_refused_by_field_or_planned_without_error(
         return
     event(f"created {min(len(plan(IDENTITY, parsed, clusters, []).create), 2)}+")
     result = plan(IDENTITY, parsed, clusters, [])
+    if result.count(ClusterState.SSO_REQUIRED):
+        event("a cluster refused: SSO required")
     names = [manifest["metadata"]["name"] for manifest in result.create]
     assert len(names) == len(set(names))
     secrets = [specs.parse_spec(manifest).target.name for manifest in result.create]
     assert len(secrets) == len(set(secrets))  # collisions are refused, never planned
+    sso_only = {c.id for c in clusters if c.sso_required} - {
+        c.id for c in clusters if not c.sso_required
+    }
+    assert not {manifest["spec"]["clusterID"] for manifest in result.create} & sso_only
     # And planned again with those children in place, nothing more is created.
     children = [
         Child.from_body({**manifest, "status": {}}, set_uid=IDENTITY.uid)
@@ -167,3 +176,11 @@ def test_any_spec_is_refused_by_field_or_planned_without_error(
     again = plan(IDENTITY, parsed, clusters, [c for c in children if c is not None])
     assert again.create == ()
     assert again.update == ()
+    # Every cluster turning SSO-required changes no child: credentials survive a flag flip.
+    flipped = plan(
+        IDENTITY,
+        parsed,
+        [dataclasses.replace(c, sso_required=True) for c in clusters],
+        [c for c in children if c is not None],
+    )
+    assert (flipped.create, flipped.update, flipped.remove) == ((), (), again.remove)

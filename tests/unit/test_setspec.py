@@ -23,6 +23,7 @@ class FakeCluster:
     region: str = "nyc1"
     tags: tuple[str, ...] | None = ()
     state: str = "running"
+    sso_required: bool = False
 
 
 def body(
@@ -164,6 +165,11 @@ def test_cluster_ids_are_kept_in_lower_case() -> None:
     parsed = parse_set_spec(body(selector={"clusterIDs": [PROD_ID.upper()]}))
 
     assert parsed.selector.cluster_ids == frozenset({PROD_ID})
+
+
+def test_a_cluster_that_requires_sso_is_still_selected() -> None:
+    # Selected, so that the set's status says why it gets no credential (the plan refuses it).
+    assert selects({"namePattern": "*"}, FakeCluster(sso_required=True))
 
 
 @pytest.mark.parametrize(

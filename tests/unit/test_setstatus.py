@@ -31,7 +31,7 @@ def cluster_id(number: int) -> str:
 
 
 def entry(number: int, state: ClusterState, *, message: str | None = None) -> Entry:
-    has_child = state is not ClusterState.PENDING
+    has_child = state not in (ClusterState.PENDING, ClusterState.SSO_REQUIRED)
     return Entry(
         cluster_id=cluster_id(number),
         cluster_name=f"cluster-{number:02d}",
@@ -74,36 +74,40 @@ def summary(current: SetStatus) -> dict[str, tuple[bool, str]]:
 
 READY, NOT_READY, PENDING = ClusterState.READY, ClusterState.NOT_READY, ClusterState.PENDING
 COLLISION, INVALID = ClusterState.COLLISION, ClusterState.INVALID
+SSO, STALLED = ClusterState.SSO_REQUIRED, ClusterState.STALLED
+SSO_MESSAGE = "the cluster requires SSO"
 
 
 # --- counts and the list of clusters ------------------------------------------------------------
 
 
 def test_counts_every_selected_cluster_ready_and_pending() -> None:
-    current = status(Plan(entries=entries(READY, READY, NOT_READY, PENDING, COLLISION)))
+    current = status(Plan(entries=entries(READY, READY, NOT_READY, PENDING, COLLISION, SSO)))
 
-    assert (current.matched, current.ready, current.pending) == (5, 2, 1)
+    assert (current.matched, current.ready, current.pending) == (6, 2, 1)
     assert current.observed_generation == 3
     assert current.last_sync_time == SYNCED
 
 
 def test_lists_at_most_fifty_clusters_those_needing_attention_first() -> None:
-    states = [READY] * 50 + [PENDING, NOT_READY, INVALID, COLLISION, NOT_READY]
+    states = [READY] * 50 + [PENDING, NOT_READY, INVALID, COLLISION, NOT_READY, SSO, STALLED]
 
     current = status(Plan(entries=entries(*states)))
 
-    assert current.matched == 55  # the counts stay complete
+    assert current.matched == 57  # the counts stay complete
     assert len(current.clusters) == MAX_LISTED
-    assert [c["state"] for c in current.clusters[:6]] == [
+    assert [c["state"] for c in current.clusters[:8]] == [
         "Collision",
         "Invalid",
+        "SSORequired",
+        "Stalled",
         "NotReady",
         "NotReady",
         "Pending",
         "Ready",
     ]
-    assert [c["name"] for c in current.clusters[2:4]] == ["cluster-51", "cluster-54"]
-    assert current.clusters[5]["name"] == "cluster-00"
+    assert [c["name"] for c in current.clusters[4:6]] == ["cluster-51", "cluster-54"]
+    assert current.clusters[7]["name"] == "cluster-00"
 
 
 def test_a_listed_cluster_leaves_out_what_it_does_not_have() -> None:
@@ -256,6 +260,35 @@ def test_invalid_renderings_stall_the_set_as_an_invalid_template() -> None:
     assert message.endswith(" and 2 more. First: bad name")
 
 
+def test_clusters_that_require_sso_stall_the_set_naming_them() -> None:
+    plan = Plan(entries=(entry(0, READY), entry(1, SSO, message=SSO_MESSAGE)))
+
+    current = status(plan)
+
+    assert summary(current) == {"Ready": (False, "SSORequired"), "Stalled": (True, "SSORequired")}
+    assert condition(current, ConditionType.STALLED).message == (
+        f"1 cluster(s) refused: SSO required: cluster-01 ({cluster_id(1)}). First: {SSO_MESSAGE}"
+    )
+    assert (current.matched, current.ready, current.pending) == (2, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("states", "reason"),
+    [
+        ((SSO, COLLISION), "Collision"),
+        ((SSO, INVALID), "InvalidTemplate"),
+        ((STALLED, SSO), "SSORequired"),
+        ((PENDING, NOT_READY, SSO), "SSORequired"),
+    ],
+)
+def test_collisions_and_invalid_children_come_before_sso_and_sso_before_stalled_ones(
+    states: tuple[ClusterState, ...], reason: str
+) -> None:
+    current = status(Plan(entries=entries(*states)))
+
+    assert summary(current) == {"Ready": (False, reason), "Stalled": (True, reason)}
+
+
 # --- transition times and patches ---------------------------------------------------------------
 
 
@@ -319,7 +352,7 @@ def test_the_first_patch_writes_every_count_zeros_too() -> None:
 
 
 def test_a_status_survives_a_round_trip_through_the_api() -> None:
-    current = status(Plan(entries=entries(READY, NOT_READY, PENDING, COLLISION)))
+    current = status(Plan(entries=entries(READY, NOT_READY, PENDING, COLLISION, SSO)))
 
     assert SetStatus.from_dict(current.to_dict()) == current
 
@@ -431,8 +464,27 @@ def test_a_warning_for_each_newly_refused_cluster_only() -> None:
     )  # no set-level Stalled event on top: the clusters had theirs
 
 
+def test_a_warning_once_for_a_cluster_that_requires_sso() -> None:
+    plan = Plan(entries=(entry(0, READY), entry(1, SSO, message=SSO_MESSAGE)))
+    first = events(plan)
+    before = status(plan)
+
+    again = events(plan, previous=before, reported=refused(plan, before=frozenset()))
+
+    assert first == (
+        SetEvent("Warning", "SSORequired", f"Cluster cluster-01 ({cluster_id(1)}): {SSO_MESSAGE}"),
+    )  # and no set-level Stalled event on top
+    assert again == ()
+
+
 def test_no_warning_for_clusters_already_reported() -> None:
-    plan = Plan(entries=(entry(1, COLLISION, message="x"), entry(2, INVALID, message="y")))
+    plan = Plan(
+        entries=(
+            entry(1, COLLISION, message="x"),
+            entry(2, INVALID, message="y"),
+            entry(3, SSO, message="z"),
+        )
+    )
     reported = refused(plan, before=frozenset())
     before = status(plan)
 
@@ -461,10 +513,10 @@ def test_no_event_for_a_failed_listing() -> None:
 # --- refused clusters ---------------------------------------------------------------------------
 
 
-def test_the_refused_clusters_are_the_colliding_and_invalid_ones() -> None:
-    plan = Plan(entries=entries(READY, COLLISION, INVALID, PENDING, NOT_READY))
+def test_the_refused_clusters_are_the_colliding_invalid_and_sso_required_ones() -> None:
+    plan = Plan(entries=entries(READY, COLLISION, INVALID, PENDING, NOT_READY, SSO, STALLED))
 
-    assert refused(plan, before=frozenset({"old"})) == {cluster_id(1), cluster_id(2)}
+    assert refused(plan, before=frozenset({"old"})) == {cluster_id(1), cluster_id(2), cluster_id(5)}
 
 
 def test_the_refused_clusters_stay_as_they_were_without_a_listing() -> None:

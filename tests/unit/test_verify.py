@@ -98,3 +98,18 @@ async def test_transport_failures_are_verification_errors(
 
     with pytest.raises(verify.VerificationError, match=type(error).__name__):
         await verify.identity_of(credential, transport=_transport(reply))
+
+
+@pytest.mark.asyncio
+async def test_only_a_401_says_the_cluster_refuses_the_credential(credential: Credential) -> None:
+    """The lifetime guard replaces a credential on a 401 only: a 403 or 5xx is not about it."""
+    with pytest.raises(verify.CredentialRejectedError):
+        await verify.identity_of(
+            credential, transport=_transport(lambda _: httpx.Response(401, json={}))
+        )
+    for status in (403, 500, 503):
+        with pytest.raises(verify.VerificationError) as raised:
+            await verify.identity_of(
+                credential, transport=_transport(lambda _, s=status: httpx.Response(s, json={}))
+            )
+        assert not isinstance(raised.value, verify.CredentialRejectedError)

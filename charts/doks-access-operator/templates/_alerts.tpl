@@ -64,6 +64,14 @@ Helm leaves them alone.
       annotations:
         summary: {{ printf "DOClusterAccessSet %s has had children that are not Ready for 30 minutes." $set | quote }}
         description: {{ printf "%s of the children (DOClusterAccess objects) of DOClusterAccessSet %s are not Ready, and the set has had children that are not Ready for 30 minutes, so their Secrets may hold no working kubeconfig. The set's status lists them first (kubectl -n %s get doclusteraccessset %s -o yaml); check each child's conditions (kubectl -n %s get doclusteraccess -l doks-access.dev/set=%s) and the operator's logs: usually the DigitalOcean API token in the token Secret lacks kubernetes:access_cluster, or the API fails." `{{ $value | humanize }}` $set `{{ $labels.namespace }}` `{{ $labels.name }}` `{{ $labels.namespace }}` `{{ $labels.name }}` | quote }}
+    - alert: DOKSAccessCredentialRejected
+      expr: |-
+        sum by (job, namespace) (increase(doks_access_guard_checks_total{result="rejected"}[1h])) > 0
+      labels:
+        severity: warning{{ $alertLabels }}
+      annotations:
+        summary: A cluster refused a kubeconfig the operator still counted as valid.
+        description: {{ printf "The lifetime guard (spec.verify) found %s credential(s) in the last hour that their cluster no longer accepted before their computed expiry, and fetched new ones at once; consumers got 401s until then. Either DigitalOcean issued a shorter lifetime than spec.expirySeconds asked for (lower expirySeconds), or a token was revoked. The objects' events say which (kubectl get events -A --field-selector reason=CredentialRejected)." `{{ $value | humanize }}` | quote }}
     - alert: DOKSAccessDigitalOceanErrors
       expr: |-
         sum by (endpoint) (rate(doks_access_digitalocean_requests_total{code=~"5..|429"}[15m]))

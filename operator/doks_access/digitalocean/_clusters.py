@@ -1,12 +1,13 @@
 """The few facts about a DOKS cluster the operator uses, read out of the API's JSON.
 
 A cluster object in the API has dozens of fields (node pools, maintenance windows, plugins). The
-operator needs six: the ID to fetch credentials with, the name to resolve ``spec.clusterName``
+operator needs seven: the ID to fetch credentials with, the name to resolve ``spec.clusterName``
 (DigitalOcean has no name filter, so names are matched over a full listing), the region and the
-endpoint for status, and the tags and state a ``DOClusterAccessSet`` selects by. Reading only
-those keeps the operator indifferent to the rest of the schema changing. Parsing is pure and
-raises :class:`MalformedClusterError` with a reason that names fields, not values; the client
-turns that into an :class:`InvalidResponseError`.
+endpoint for status, and the tags and state a ``DOClusterAccessSet`` selects by, and whether the
+cluster requires SSO (then no token credential works on it). Reading only those keeps the operator
+indifferent to the rest of the schema changing. Parsing is pure and raises
+:class:`MalformedClusterError` with a reason that names fields, not values; the client turns that
+into an :class:`InvalidResponseError`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class Cluster:
     # None: the answer has no `tags` (DigitalOcean shows them only to tokens with `tag:read`).
     tags: tuple[str, ...] | None = None
     state: str = ""  # `status.state`: running, provisioning, ...; empty when not given
+    # `sso.required`: the cluster refuses every credential but SSO, so no token works on it.
+    sso_required: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +76,7 @@ def parse_cluster(value: object) -> Cluster:
         endpoint=_string_field(value, "endpoint", missing_is_empty=True),
         tags=_tags(value.get("tags")),
         state=_state(value.get("status")),
+        sso_required=_sso_required(value.get("sso")),
     )
 
 
@@ -108,6 +112,12 @@ def _tags(value: object) -> tuple[str, ...] | None:
 def _state(status: object) -> str:
     state = status.get("state") if isinstance(status, Mapping) else None
     return state if isinstance(state, str) else ""
+
+
+def _sso_required(sso: object) -> bool:
+    # `sso` is nullable and older answers lack it: either way, nothing is required.
+    required = sso.get("required") if isinstance(sso, Mapping) else None
+    return required is True
 
 
 def _has_next_page(links: object) -> bool:

@@ -7,6 +7,8 @@ failed. The tree, with ``retryable`` -- whether the client itself tries the same
     DigitalOceanError                  retryable
     ├── UnauthorizedError               no        401, 403: the token is wrong or lacks a scope
     ├── NotFoundError                   no        404: no such cluster (for this token)
+    ├── RequestRefusedError             no        400, 422: DigitalOcean will not serve this
+                                                  request as asked; its message says why
     ├── RateLimitedError                yes       429: wait ``retry_after`` seconds, then retry
     ├── ServerError                     yes       5xx
     ├── TransportError                  yes       timeout, connection or protocol failure
@@ -19,11 +21,12 @@ likely get the same answer while minting another token that can never be revoked
 slower backoff (DESIGN 4.5) tries again later.
 
 Messages name the request, the status and DigitalOcean's short error id and request id. They never
-carry the API token, a response body or DigitalOcean's free-text message (which could echo
-request data); DESIGN 4.8 forbids logging any of it, and exception messages end up in logs,
-events and status conditions. Even an id is left out when it could be a credential (see
-``quotable``): an echo of the token (legacy tokens are 64 plain hex digits), or anything with a
-long opaque run, which no error id, UUID or media type has.
+carry the API token or a response body; DESIGN 4.8 forbids logging any of it, and exception messages
+end up in logs, events and status conditions. DigitalOcean's free-text message is quoted only for a
+400 or 422, where it is the one thing that tells a person what to change, and only when it passes
+:func:`explanation` (short, printable, nothing that could be a credential). Even an id is left out
+when it could be a credential (see ``quotable``): an echo of the token (legacy tokens are 64 plain
+hex digits), or anything with a long opaque run, which no error id, UUID or media type has.
 """
 
 from __future__ import annotations
@@ -44,10 +47,12 @@ __all__ = [
     "InvalidResponseError",
     "NotFoundError",
     "RateLimitedError",
+    "RequestRefusedError",
     "ServerError",
     "TransportError",
     "UnauthorizedError",
     "error_for_status",
+    "explanation",
     "quotable",
     "retry_after_seconds",
 ]
@@ -64,6 +69,8 @@ _IDENTIFIER = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _OPAQUE_RUN = re.compile(r"[A-Za-z0-9]{16,}")
 # Any 8 characters in common with the token: an echo, or part of one.
 _ECHO_LENGTH = 8
+# DigitalOcean's messages are one sentence; a longer one is cut rather than quoted whole.
+_MAX_EXPLANATION = 200
 
 
 class DigitalOceanError(Exception):
@@ -91,6 +98,24 @@ class UnauthorizedError(DigitalOceanError):
 
 class NotFoundError(DigitalOceanError):
     """404: the cluster does not exist, or this token's team cannot see it."""
+
+
+class RequestRefusedError(DigitalOceanError):
+    """400 or 422: DigitalOcean will not serve the request as asked (a lifetime it does not
+    allow, a cluster that issues no token credential). Asking again unchanged gets the same
+    answer; ``explanation`` is DigitalOcean's own message, when it may be shown."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        explanation: str | None,
+        status: int | None = None,
+        error_id: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, error_id=error_id, request_id=request_id)
+        self.explanation = explanation
 
 
 class RateLimitedError(DigitalOceanError):
@@ -145,6 +170,15 @@ def error_for_status(
         return RateLimitedError(
             f"{message}; retry after {retry_after:.0f}s",
             retry_after=retry_after,
+            status=status,
+            error_id=error_id,
+            request_id=request_id,
+        )
+    if status in (400, 422):
+        said = explanation(_body_field(body, "message"), token=token)
+        return RequestRefusedError(
+            f"{message}: {said}" if said else f"{message}: DigitalOcean gave no usable reason",
+            explanation=said,
             status=status,
             error_id=error_id,
             request_id=request_id,
@@ -210,16 +244,31 @@ def _error_identifiers(
     *, headers: Mapping[str, str], body: bytes, token: str
 ) -> tuple[str | None, str | None]:
     """DigitalOcean's ``id`` and ``request_id`` from a JSON error body (or the header)."""
+    error_id = _identifier(_body_field(body, "id"), token=token)
+    request_id = _identifier(_body_field(body, "request_id"), token=token) or _identifier(
+        headers.get("x-request-id"), token=token
+    )
+    return error_id, request_id
+
+
+def _body_field(body: bytes, name: str) -> object:
+    """A top-level field of a JSON error body; None when the body is not a JSON object."""
     parsed: object = None
     # An error body we cannot read still has a status that says enough.
     with contextlib.suppress(UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         parsed = json.loads(body.decode("utf-8"))
-    fields = parsed if isinstance(parsed, dict) else {}
-    error_id = _identifier(fields.get("id"), token=token)
-    request_id = _identifier(fields.get("request_id"), token=token) or _identifier(
-        headers.get("x-request-id"), token=token
-    )
-    return error_id, request_id
+    return parsed.get(name) if isinstance(parsed, dict) else None
+
+
+def explanation(value: object, *, token: str) -> str | None:
+    """DigitalOcean's free-text ``message``, if it may be shown: one line of printable text,
+    cut to 200 characters, and nothing that :func:`quotable` rules out as possibly a credential."""
+    if not isinstance(value, str):
+        return None
+    text = " ".join(value.split())
+    if not text or not text.isprintable() or not quotable(text, token=token):
+        return None
+    return text if len(text) <= _MAX_EXPLANATION else text[: _MAX_EXPLANATION - 1] + "…"
 
 
 def _identifier(value: object, *, token: str) -> str | None:

@@ -3,8 +3,9 @@
 It lives next to the API on the same port but is not part of DigitalOcean's: requests need the
 *admin* token (never an API token), are not rate limited and not counted. It changes faults at
 run time, reads and resets the counters, adds, changes and removes clusters (so that a test can
-change the account under a running operator), adds tokens, and lists the credentials issued so
-far (ids, identities and expiries; the secret tokens are only available in Python).
+change the account under a running operator), adds tokens, lists the credentials issued so
+far (ids, identities and expiries; the secret tokens are only available in Python), revokes bearer
+tokens, and turns realism quirks on and off.
 
     GET    /_emulator/health              no token needed
     GET    /_emulator/faults              POST a fault (or {"faults": [...]}); DELETE clears all
@@ -13,10 +14,16 @@ far (ids, identities and expiries; the secret tokens are only available in Pytho
     DELETE /_emulator/ratelimits          forget every counted request
     GET    /_emulator/clusters            POST a cluster (see config.cluster_from_dict), or
                                           {"clusters": [...]} to add many at once
-    PATCH  /_emulator/clusters/{id}       any of {"name", "tags", "status", "region"}
+    PATCH  /_emulator/clusters/{id}       any of {"name", "tags", "status", "region",
+                                          "max_lifetime" (0: no cap), "sso", "sso_required",
+                                          "sso_issuer_url", "sso_client_id", "sso_refusal"}
     DELETE /_emulator/clusters/{id}       gone from the API; its bearer tokens stop working
+    POST   /_emulator/clusters/{id}/revoke   revoke its bearer tokens -> {"revoked": n}
     POST   /_emulator/tokens              {"token"?, "account"?, "scopes"?}
     GET    /_emulator/credentials         ?cluster_id=... to filter
+    POST   /_emulator/credentials/revoke  {"token": "..."}: revoke one bearer token
+    GET    /_emulator/quirks              {"quirks": [...active], "known": [...]}
+    PUT    /_emulator/quirks              {"quirks": [...]}: exactly these from now on
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from doks_access_testkit.emulator.config import (
 )
 from doks_access_testkit.emulator.core import Emulation
 from doks_access_testkit.emulator.faults import Fault
+from doks_access_testkit.emulator.quirks import QUIRKS, parse_quirks
 from doks_access_testkit.emulator.state import (
     ALL_SCOPES,
     DEFAULT_ACCOUNT,
@@ -79,8 +87,12 @@ def add_routes(app: web.Application, *, emulation_key: web.AppKey[Emulation]) ->
         ("POST", "/clusters", _add_clusters),
         ("PATCH", "/clusters/{cluster_id}", _update_cluster),
         ("DELETE", "/clusters/{cluster_id}", _remove_cluster),
+        ("POST", "/clusters/{cluster_id}/revoke", _revoke_cluster),
         ("POST", "/tokens", _add_token),
         ("GET", "/credentials", _credentials),
+        ("POST", "/credentials/revoke", _revoke_token),
+        ("GET", "/quirks", _quirks),
+        ("PUT", "/quirks", _set_quirks),
     ]
     app.router.add_get(f"{PATH_PREFIX}/health", _health)
     for method, path, handler in routes:
@@ -176,6 +188,38 @@ async def _remove_cluster(emulation: Emulation, request: web.Request) -> web.Res
     return web.Response(status=204)
 
 
+async def _revoke_cluster(emulation: Emulation, request: web.Request) -> web.Response:
+    """Revoke every bearer token of the cluster (a certificate-mode cluster is a 400)."""
+    if await request.read():
+        _only_keys(_object(await _body(request), "the body"), set(), "an empty body")
+    try:
+        revoked = emulation.state.revoke(cluster_id=request.match_info["cluster_id"])
+    except KeyError:
+        return _error(404, "not_found", "no such cluster")
+    return web.json_response({"revoked": revoked})
+
+
+async def _revoke_token(emulation: Emulation, request: web.Request) -> web.Response:
+    body = _object(await _body(request), "the body")
+    _only_keys(body, {"token"}, '{"token": "..."}')
+    if not isinstance(body.get("token"), str) or not body["token"]:
+        raise InvalidInputError('expected {"token": "..."}, the bearer token to revoke')
+    return web.json_response({"revoked": emulation.state.revoke(token=body["token"])})
+
+
+async def _quirks(emulation: Emulation, request: web.Request) -> web.Response:
+    return web.json_response({"quirks": sorted(emulation.quirks), "known": list(QUIRKS)})
+
+
+async def _set_quirks(emulation: Emulation, request: web.Request) -> web.Response:
+    body = _object(await _body(request), "the body")
+    _only_keys(body, {"quirks"}, '{"quirks": [...]}')
+    if not isinstance(body.get("quirks"), list):
+        raise InvalidInputError('expected {"quirks": [...]}, the names of the quirks to turn on')
+    emulation.quirks = parse_quirks(body["quirks"])
+    return await _quirks(emulation, request)
+
+
 async def _add_token(emulation: Emulation, request: web.Request) -> web.Response:
     body = await _body(request)
     if not isinstance(body, dict) or set(body) - {"token", "account", "scopes", "name"}:
@@ -203,7 +247,8 @@ async def _credentials(emulation: Emulation, request: web.Request) -> web.Respon
 
 
 def describe_cluster(cluster: Cluster) -> dict[str, Any]:
-    """The API's cluster object plus what only the emulator knows: account, mode, identity."""
+    """The API's cluster object plus what only the emulator knows: account, mode, identity,
+    the lifetime cap (``null``: none) and how a required SSO refuses tokens."""
     return {
         **listing.cluster_resource(cluster),
         "account": cluster.account,
@@ -212,6 +257,8 @@ def describe_cluster(cluster: Cluster) -> dict[str, Any]:
             "username": cluster.identity.username,
             "groups": list(cluster.identity.groups),
         },
+        "max_lifetime": cluster.max_lifetime,
+        "sso_refusal": cluster.sso_refusal,
     }
 
 
@@ -226,6 +273,7 @@ def describe_credential(credential: IssuedCredential, *, now: float) -> dict[str
         "issued_at": rfc3339_nanoseconds(credential.issued_at),
         "expires_at": rfc3339_nanoseconds(credential.expires_at),
         "expired": not credential.valid_at(now),
+        "revoked": credential.revoked,
     }
 
 
@@ -240,6 +288,12 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInputError(f"{what} must be a JSON object, not {value!r}")
     return value
+
+
+def _only_keys(body: dict[str, Any], allowed: set[str], expected: str) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidInputError(f"unknown key(s) {', '.join(unknown)}; expected {expected}")
 
 
 def _error(status: int, error_id: str, message: str) -> web.Response:

@@ -2,15 +2,21 @@
 
 Every answer, errors included, carries ``ratelimit-limit``, ``ratelimit-remaining``,
 ``ratelimit-reset`` and an ``x-request-id``; errors are JSON ``{"id", "message", "request_id"}``
-with the ids and messages of the OpenAPI examples. One middleware runs each request through the
-same steps as the real service, and is where faults strike:
+with the ids and messages of the OpenAPI examples (the realism quirks of :mod:`.quirks` can take
+the request ids away). One middleware runs each request through the same steps as the real
+service, and is where faults strike:
 
 1. network faults (latency, then drop or hang);
 2. authentication (401), then the token's rate-limit windows (429, not counted when refused);
 3. injected status faults (they count against the rate limit, like real upstream errors);
-4. the token's scopes (403), then the endpoint itself (400, 404, 200 with body faults).
+4. the token's scopes (403), then the endpoint itself (404, 400, 422 for a token from a cluster
+   that requires SSO, 200 with body faults).
 
 Scopes also shape answers: a cluster's ``tags`` are shown only to a token with ``tag:read``.
+
+The 422 of an SSO-required cluster (``sso_refusal="api"``) is a model: DigitalOcean does not
+document what it answers there, so the status, id and message are this emulator's choice of a
+plausible, DigitalOcean-shaped refusal, not an observation.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from doks_access_testkit.emulator.state import (
 
 EMULATION = web.AppKey("emulation", Emulation)
 _API_TOKEN = web.RequestKey("api_token", ApiToken)
+_QUIRKS = web.RequestKey("quirks", frozenset)
 _HANG_POLL_SECONDS = 0.05
 
 SCOPES = {
@@ -51,10 +58,17 @@ ERRORS = {
     401: ("unauthorized", "Unable to authenticate you."),
     403: ("forbidden", "You do not have permission to perform this action."),
     404: ("not_found", "The resource you requested could not be found."),
+    422: ("unprocessable_entity", "The request could not be processed."),
     429: ("too_many_requests", "API rate limit exceeded."),
     500: ("server_error", "Unexpected server-side error"),
     503: ("service_unavailable", "The service is temporarily unavailable. Please try again later."),
 }
+
+# Not documented by DigitalOcean (see the module docstring): a model of a clear refusal.
+SSO_REQUIRED_MESSAGE = (
+    "This cluster requires SSO authentication, so token credentials are not available for it;"
+    " use an SSO kubeconfig (type=sso) instead."
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -90,9 +104,14 @@ def create_api_app(emulation: Emulation) -> web.Application:
     return app
 
 
-def error_response(status: int, *, request_id: str, message: str | None = None) -> web.Response:
+def error_response(
+    status: int, *, request_id: str | None, message: str | None = None
+) -> web.Response:
+    """A DigitalOcean error body; ``request_id=None`` leaves the (optional) key out."""
     error_id, default_message = _error_text(status)
-    body = {"id": error_id, "message": message or default_message, "request_id": request_id}
+    body = {"id": error_id, "message": message or default_message}
+    if request_id is not None:
+        body["request_id"] = request_id
     return _json(body, status=status)
 
 
@@ -128,40 +147,46 @@ async def _answer(
     request: web.Request, handler: Handler, emulation: Emulation, endpoint: str
 ) -> web.StreamResponse:
     request_id = str(uuid.uuid4())
+    quirks = emulation.quirks  # one snapshot for the whole request
+    shown_id = None if "no_request_id_in_errors" in quirks else request_id
+    header_id = None if "no_x_request_id" in quirks else request_id
     now = emulation.clock()
     token = emulation.state.authenticate(_bearer(request))
     if token is None:
         rate = emulation.limiter.peek(f"anonymous:{request.remote}", now=now)
-        return _finish(error_response(401, request_id=request_id), rate, request_id)
+        return _finish(error_response(401, request_id=shown_id), rate, header_id)
+    request[_API_TOKEN] = token  # every answer from here on counts for the token's account
     rate = emulation.limiter.hit(token.token, now=now)
     if not rate.allowed:
-        return _finish(error_response(429, request_id=request_id), rate, request_id)
+        return _finish(error_response(429, request_id=shown_id), rate, header_id)
     injected = emulation.faults.take_status(endpoint)
     if injected is not None:
         if injected.error_status == 429:
             rate = dataclasses.replace(rate, remaining=0, retry_after=injected.retry_after)
-        return _finish(
-            error_response(injected.error_status, request_id=request_id), rate, request_id
+        refusal = error_response(
+            injected.error_status, request_id=shown_id, message=injected.message
         )
+        return _finish(refusal, rate, header_id)
     required = SCOPES.get(endpoint)
     if required is not None and required not in token.scopes:
-        return _finish(error_response(403, request_id=request_id), rate, request_id)
-    request[_API_TOKEN] = token
+        return _finish(error_response(403, request_id=shown_id), rate, header_id)
+    request[_QUIRKS] = quirks
     response: web.StreamResponse
     try:
         response = await handler(request)
     except ApiError as exc:
-        response = error_response(exc.status, request_id=request_id, message=exc.message)
+        response = error_response(exc.status, request_id=shown_id, message=exc.message)
     except web.HTTPException as exc:  # no such route (404) or method (405)
-        response = error_response(exc.status, request_id=request_id)
-    return _finish(response, rate, request_id)
+        response = error_response(exc.status, request_id=shown_id)
+    return _finish(response, rate, header_id)
 
 
 def _finish(
-    response: web.StreamResponse, rate: RateDecision, request_id: str
+    response: web.StreamResponse, rate: RateDecision, request_id: str | None
 ) -> web.StreamResponse:
     response.headers.update(rate.headers())
-    response.headers["x-request-id"] = request_id
+    if request_id is not None:
+        response.headers["x-request-id"] = request_id
     return response
 
 
@@ -210,6 +235,8 @@ async def _list_clusters(request: web.Request) -> web.Response:
         "links": links,
         "meta": {"total": len(clusters)},
     }
+    if not links and "no_links_on_single_page" in request[_QUIRKS]:
+        del answer["links"]
     faults = emulation.faults.take_body("list_clusters")
     if not faults:
         return _json(answer)
@@ -227,11 +254,13 @@ async def _get_cluster(request: web.Request) -> web.Response:
 
 async def _get_kubeconfig(request: web.Request) -> web.Response:
     emulation, cluster = request.app[EMULATION], _cluster(request)
+    lifetime = _lifetime(request)
     try:
-        lifetime = kubeconfigs.parse_expiry_seconds(request.query.get("expiry_seconds"))
         kind = kubeconfigs.parse_credential_type(request.query.get("type"), cluster=cluster)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from exc
+    if kind == "token" and cluster.refuses_tokens_at_api:
+        raise ApiError(422, SSO_REQUIRED_MESSAGE)
     faults = emulation.faults.take_body("kubeconfig")
     backend = emulation.backend
     server, ca_pem = backend.server_for(cluster), backend.ca_pem
@@ -254,10 +283,9 @@ async def _get_kubeconfig(request: web.Request) -> web.Response:
 
 async def _get_credentials(request: web.Request) -> web.Response:
     emulation, cluster = request.app[EMULATION], _cluster(request)
-    try:
-        lifetime = kubeconfigs.parse_expiry_seconds(request.query.get("expiry_seconds"))
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from exc
+    lifetime = _lifetime(request)
+    if cluster.refuses_tokens_at_api:
+        raise ApiError(422, SSO_REQUIRED_MESSAGE)
     faults = emulation.faults.take_body("credentials")
     issued = emulation.issue(cluster, lifetime=lifetime)
     document = kubeconfigs.credentials_document(
@@ -270,6 +298,19 @@ async def _get_credentials(request: web.Request) -> web.Response:
     body = kubeconfigs.break_bytes(json.dumps(document).encode(), faults, yaml_body=False)
     default = "application/json; charset=utf-8"
     return _body_response(body, kubeconfigs.content_type(faults, default=default))
+
+
+def _lifetime(request: web.Request) -> int:
+    """The ``expiry_seconds`` asked for (400 if malformed; 500 for an explicit 0 with the
+    ``zero_expiry_500`` quirk)."""
+    raw = request.query.get("expiry_seconds")
+    try:
+        lifetime = kubeconfigs.parse_expiry_seconds(raw)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from exc
+    if "zero_expiry_500" in request[_QUIRKS] and kubeconfigs.is_explicit_zero(raw):
+        raise ApiError(500)
+    return lifetime
 
 
 def _body_response(body: bytes, content_type: str) -> web.Response:

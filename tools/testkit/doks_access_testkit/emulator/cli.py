@@ -65,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="doks-access-emulator",
         description="Serve an emulated DigitalOcean Kubernetes API until interrupted.",
     )
-    parser.add_argument("--config", type=Path, help="YAML file with accounts, clusters, faults")
+    parser.add_argument(
+        "--config", type=Path, help="YAML file with accounts, clusters, faults, quirks"
+    )
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="API port (default: a free one)")
     parser.add_argument("--webhook-port", type=int, help="TokenReview webhook port")

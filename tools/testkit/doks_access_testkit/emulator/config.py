@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from doks_access_testkit.emulator.faults import Fault
+from doks_access_testkit.emulator.quirks import parse_quirks
 from doks_access_testkit.emulator.ratelimit import RateLimits
 from doks_access_testkit.emulator.state import (
     ALL_SCOPES,
@@ -37,7 +38,8 @@ class EmulatorConfig:
 
     ``port``/``webhook_port`` 0 let the kernel choose; the ports are bound when the emulator is
     constructed, so its URLs are known before it starts. ``tls`` applies to the API only: the
-    token webhook is always HTTPS, as the apiserver requires.
+    token webhook is always HTTPS, as the apiserver requires. ``quirks`` names the realism quirks
+    to start with (see :mod:`~doks_access_testkit.emulator.quirks`; none by default).
     """
 
     host: str = "127.0.0.1"
@@ -50,6 +52,10 @@ class EmulatorConfig:
     faults: tuple[Fault, ...] = ()
     seed: int = 0
     admin_token: str | None = None  # None: a random one
+    quirks: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        parse_quirks(self.quirks)  # an unknown quirk fails here, not at the first request
 
     @classmethod
     def demo(cls, **overrides: Any) -> EmulatorConfig:
@@ -71,6 +77,7 @@ class EmulatorConfig:
         server: {host: 127.0.0.1, port: 0, webhook_port: 0, tls: true}
         admin_token: s3cret            # optional
         seed: 0                        # for error_rate faults
+        quirks: [no_links_on_single_page]   # realism quirks, see emulator.quirks; none by default
         rate_limits: {per_hour: 5000, per_minute: 250}
         accounts:
           - name: team-a
@@ -86,10 +93,18 @@ class EmulatorConfig:
                 status: running        # or provisioning, degraded, error, ...
                 tags: [production, team-a]   # shown after the automatic k8s, k8s:<id>
                 identity: {username: alice, groups: [system:masters]}
+                max_lifetime: 3600     # seconds: caps every credential; 0 or absent: no cap
+                sso: true              # SSO enabled: type defaults to sso
+                sso_required: true     # only with sso: token credentials are refused ...
+                sso_refusal: api       # ... by the API (422), or "cluster": by the webhook (401)
+                sso_issuer_url: https://sso.example.com
+                sso_client_id: doks-cluster-client
         faults:
           - {kind: latency, seconds: 0.5, endpoint: kubeconfig}
+          - {kind: status, status: 422, message: "expiry_seconds must be at most 604800"}
         """
-        _only(data, {"server", "admin_token", "seed", "rate_limits", "accounts", "faults"}, "")
+        top_level = {"server", "admin_token", "seed", "rate_limits", "accounts", "faults", "quirks"}
+        _only(data, top_level, "")
         server = _mapping(data.get("server", {}), "server")
         _only(server, {"host", "port", "webhook_port", "tls"}, "server")
         tokens: list[ApiToken] = []
@@ -111,6 +126,7 @@ class EmulatorConfig:
             faults=tuple(Fault.from_dict(_mapping(f, "faults[]")) for f in data.get("faults", [])),
             seed=int(data.get("seed", 0)),
             admin_token=data.get("admin_token"),
+            quirks=parse_quirks(data.get("quirks", []) or []),
         )
 
 
@@ -134,16 +150,20 @@ def _account(data: Mapping[str, Any]) -> tuple[list[ApiToken], list[Cluster]]:
     return tokens, clusters
 
 
-CLUSTER_CHANGES = frozenset({"name", "tags", "status", "region"})
+_STRING_CHANGES = ("name", "status", "region", "sso_issuer_url", "sso_client_id", "sso_refusal")
+_BOOLEAN_CHANGES = ("sso", "sso_required")
+CLUSTER_CHANGES = frozenset({"tags", "max_lifetime", *_STRING_CHANGES, *_BOOLEAN_CHANGES})
 
 
 def cluster_from_dict(data: Mapping[str, Any], *, account: str) -> Cluster:
-    """A cluster from its config or admin-API form."""
-    fields = {"version", "mode", "sso", "id", "identity", "account"} | CLUSTER_CHANGES
+    """A cluster from its config or admin-API form (``max_lifetime: 0`` is no cap)."""
+    fields = {"version", "mode", "id", "identity", "account"} | CLUSTER_CHANGES
     _only(data, fields, "cluster")
     values = {k: v for k, v in data.items() if k not in ("identity", "account")}
     if "tags" in data:
         values["tags"] = parse_tags(data["tags"])
+    if "max_lifetime" in data:
+        values["max_lifetime"] = parse_max_lifetime(data["max_lifetime"]) or None
     if "identity" in data:
         identity = _mapping(data["identity"], "cluster.identity")
         _only(identity, {"username", "groups"}, "cluster.identity")
@@ -160,17 +180,35 @@ def cluster_changes_from_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments of ``update_cluster`` from an admin PATCH body, types checked.
 
     The values themselves (a known status, well-formed tags) are checked by the changed cluster.
+    ``max_lifetime: 0`` clears the cap; ``null`` is refused like any other wrong type, since it
+    could as well mean "leave it" as "clear it".
     """
-    _only(data, set(CLUSTER_CHANGES), "cluster changes (name, tags, status, region)")
+    _only(data, set(CLUSTER_CHANGES), f"cluster changes ({', '.join(sorted(CLUSTER_CHANGES))})")
     changes: dict[str, Any] = {}
-    for key in ("name", "status", "region"):
+    for key in _STRING_CHANGES:
         if key in data:
             if not isinstance(data[key], str):
                 raise InvalidInputError(f"cluster {key} must be a string, not {data[key]!r}")
             changes[key] = data[key]
+    for key in _BOOLEAN_CHANGES:
+        if key in data:
+            if not isinstance(data[key], bool):
+                raise InvalidInputError(f"cluster {key} must be true or false, not {data[key]!r}")
+            changes[key] = data[key]
     if "tags" in data:
         changes["tags"] = parse_tags(data["tags"])
+    if "max_lifetime" in data:
+        changes["max_lifetime"] = parse_max_lifetime(data["max_lifetime"])
     return changes
+
+
+def parse_max_lifetime(value: Any) -> int:
+    """A cap in whole seconds, 0 meaning none (the value that clears a cap at run time)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidInputError(
+            f"max_lifetime must be a whole number of seconds, 0 for no cap, not {value!r}"
+        )
+    return value
 
 
 def parse_tags(value: Any) -> tuple[str, ...]:

@@ -3,6 +3,8 @@
 Each part is thread-safe on its own, because two threads use them: the server's event loop
 answering requests, and the test calling :class:`~doks_access_testkit.emulator.server.Emulator`
 methods (adding clusters, injecting faults, reading counters) while requests are in flight.
+``backend`` and ``quirks`` are immutable values replaced whole, so a request sees the old or the
+new one, never half of each.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Emulation:
     clock: Clock
     admin_token: str
     backend: KubernetesBackend
+    quirks: frozenset[str] = frozenset()  # names from quirks.QUIRKS
     stopping: bool = False
 
     def issue(self, cluster: Cluster, *, lifetime: int) -> Issued:

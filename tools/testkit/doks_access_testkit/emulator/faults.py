@@ -64,8 +64,12 @@ class Fault:
     - ``latency``: answer ``seconds`` later.
     - ``drop``: close the connection without answering.
     - ``hang``: answer nothing until the faults are changed or ``seconds`` (default 1 h) pass.
-    - ``status``: answer ``status`` (an error body, ``retry-after`` for a 429 if given).
-    - ``error_rate``: like ``status`` (default 500), for a ``probability`` of the requests.
+    - ``status``: answer ``status`` (an error body, ``retry-after`` for a 429 if given). The body's
+      ``message`` is the status's usual one, or ``message`` when given: DigitalOcean's 400s and
+      422s say what was wrong (``expiry_seconds must be at most 604800``), and a client that
+      shows or parses that text needs a test that can write it.
+    - ``error_rate``: like ``status`` (default 500), for a ``probability`` of the requests; it
+      takes a ``message`` too.
     - ``malformed_body``: a 200 whose body does not parse (YAML or JSON).
     - ``oversized_body``: a 200 whose body is larger than 1 MiB (and otherwise valid).
     - ``exec_kubeconfig`` / ``auth_provider_kubeconfig``: a kubeconfig whose user runs a command
@@ -86,6 +90,7 @@ class Fault:
     retry_after: int | None = None
     body: str | bytes | None = None
     content_type: str | None = None
+    message: str | None = None
     id: str = ""
 
     def __post_init__(self) -> None:
@@ -113,6 +118,8 @@ class Fault:
             raise ValueError("retry_after must be >= 0")
         if kind == "body" and not isinstance(self.body, str | bytes):
             raise ValueError("a body fault needs a body (text or bytes)")
+        if self.message is not None and (kind not in STATUS_KINDS or not self.message.strip()):
+            raise ValueError("message is for status and error_rate faults only, and not empty")
         if self.content_type is not None and (
             kind != "body" or _HEADER_BREAK & set(self.content_type)
         ):
@@ -200,6 +207,7 @@ _FIELD_TYPES = {
     "body": _is_str,
     "body_base64": _is_str,
     "content_type": _is_str,
+    "message": _is_str,
     "id": _is_str,
 }
 _HEADER_BREAK = frozenset("\r\n")

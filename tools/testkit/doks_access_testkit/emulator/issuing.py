@@ -7,6 +7,11 @@ expiry is enforced by the apiserver asking the webhook; in ``certificate`` mode 
 client certificate whose NotAfter is the expiry, enforced by the apiserver's TLS checks. Without
 a real apiserver (:meth:`KubernetesBackend.standalone`) the kubeconfigs point at the cluster's
 documented endpoint and carry throw-away but well-formed CA material.
+
+DigitalOcean no longer issues certificate kubeconfigs for new clusters; ``certificate`` mode stays
+as robustness coverage for clients that may still meet one. A cluster's ``max_lifetime`` caps the
+expiry in both modes, so a certificate's NotAfter is the capped time: a client that reads NotAfter
+sees the true expiry, one that trusts the lifetime it asked for does not.
 """
 
 from __future__ import annotations
@@ -52,9 +57,10 @@ class Issued:
 
 
 def issue(*, cluster: Cluster, backend: KubernetesBackend, now: float, lifetime: int) -> Issued:
-    """A new credential for ``cluster`` valid from ``now`` for ``lifetime`` seconds."""
+    """A new credential for ``cluster`` valid from ``now`` for ``lifetime`` seconds, or for the
+    cluster's ``max_lifetime`` if that is shorter."""
     server = backend.server_for(cluster)
-    expires_at = now + lifetime
+    expires_at = now + cluster.capped_lifetime(lifetime)
     if cluster.mode == "token":
         credential = _credential(cluster, kind="token", now=now, expires_at=expires_at)
         credential = dataclasses.replace(credential, token=secrets.token_hex(32))

@@ -54,6 +54,11 @@ def parse_expiry_seconds(raw: str | None) -> int:
     return seconds or DEFAULT_EXPIRY_SECONDS
 
 
+def is_explicit_zero(raw: str | None) -> bool:
+    """``expiry_seconds`` given, and 0 (the value the ``zero_expiry_500`` quirk refuses)."""
+    return raw is not None and bool(_INTEGER.fullmatch(raw)) and int(raw) == 0
+
+
 def parse_credential_type(raw: str | None, *, cluster: Cluster) -> CredentialType:
     """``token`` or ``sso``; when absent, ``sso`` for SSO-enabled clusters, else ``token``."""
     if raw is None or raw == "":
@@ -74,7 +79,17 @@ def certificate_user(pair: KeyPair) -> dict[str, Any]:
 
 
 def exec_user(cluster: Cluster) -> dict[str, Any]:
-    """What ``doctl kubernetes cluster kubeconfig save`` writes: a command that fetches tokens."""
+    """What ``doctl kubernetes cluster kubeconfig save`` writes: a command that fetches tokens.
+
+    On an SSO-enabled cluster the command also names the cluster's OIDC issuer and client
+    (``--issuer-url=``, ``--client-id=``), the two things the SSO login flow needs; a client
+    that inspects an exec kubeconfig can see which identity provider it would be sent to.
+    """
+    sso = (
+        [f"--issuer-url={cluster.sso_issuer_url}", f"--client-id={cluster.sso_client_id}"]
+        if cluster.sso
+        else []
+    )
     return {
         "exec": {
             "apiVersion": "client.authentication.k8s.io/v1beta1",
@@ -85,6 +100,7 @@ def exec_user(cluster: Cluster) -> dict[str, Any]:
                 "exec-credential",
                 "--version=v1beta1",
                 "--context=default",
+                *sso,
                 cluster.id,
             ],
             "command": "doctl",

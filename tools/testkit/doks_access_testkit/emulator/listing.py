@@ -4,7 +4,8 @@ The operator resolves ``clusterName`` by walking every page of ``GET /v2/kuberne
 (there is no name filter), so pages must behave like the real ones: 20 per page by default, at
 most 200, ``meta.total`` always, and ``links.pages`` with only the links that make sense (no
 ``first``/``prev`` on the first page, no ``next``/``last`` on the last), as absolute URLs that keep
-``per_page``.
+``per_page``. A single page has ``"links": {}`` (the ``no_links_on_single_page`` quirk drops the
+key instead; see :mod:`.quirks`).
 """
 
 from __future__ import annotations
@@ -104,12 +105,22 @@ def cluster_resource(cluster: Cluster, *, show_tags: bool = True) -> dict[str, A
         "registries": [],
         "ha": True,
         "control_plane_firewall": {"enabled": False, "allowed_addresses": []},
-        "sso": {"enabled": cluster.sso, "required": False},
+        "sso": sso_resource(cluster),
         "routing_agent": {"enabled": False},
     }
     if not show_tags:
         del resource["tags"]
     return resource
+
+
+def sso_resource(cluster: Cluster) -> dict[str, Any]:
+    """The cluster's ``sso`` object (``models/sso.yml``): ``issuer_url`` and ``client_id`` are
+    "required when ``enabled`` is ``true``", and shown only then, since a disabled SSO has none."""
+    sso: dict[str, Any] = {"enabled": cluster.sso, "required": cluster.sso_required}
+    if cluster.sso:
+        sso["issuer_url"] = cluster.sso_issuer_url
+        sso["client_id"] = cluster.sso_client_id
+    return sso
 
 
 def _positive(raw: str | None, *, name: str, default: int) -> int:

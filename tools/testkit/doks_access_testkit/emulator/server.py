@@ -39,6 +39,7 @@ from doks_access_testkit.emulator.config import EmulatorConfig
 from doks_access_testkit.emulator.core import Emulation
 from doks_access_testkit.emulator.faults import Fault, FaultPlan
 from doks_access_testkit.emulator.issuing import KubernetesBackend
+from doks_access_testkit.emulator.quirks import parse_quirks
 from doks_access_testkit.emulator.ratelimit import SlidingWindowLimiter
 from doks_access_testkit.emulator.state import (
     ALL_SCOPES,
@@ -47,6 +48,7 @@ from doks_access_testkit.emulator.state import (
     ApiToken,
     Cluster,
     IssuedCredential,
+    SsoRefusal,
 )
 from doks_access_testkit.emulator.stats import RequestStats
 from doks_access_testkit.emulator.webhook import WEBHOOK_PATH, create_webhook_app
@@ -85,6 +87,7 @@ class Emulator:
             clock=clock,
             admin_token=config.admin_token or _random_token(),
             backend=kubernetes or KubernetesBackend.standalone(now=now),
+            quirks=parse_quirks(config.quirks),
         )
         for token in config.tokens:
             self.emulation.state.add_token(token)
@@ -325,14 +328,33 @@ class Emulator:
         tags: Iterable[str] | None = None,
         status: str | None = None,
         region: str | None = None,
+        max_lifetime: int | None = None,
+        sso: bool | None = None,
+        sso_required: bool | None = None,
+        sso_issuer_url: str | None = None,
+        sso_client_id: str | None = None,
+        sso_refusal: SsoRefusal | None = None,
     ) -> Cluster:
-        """Change what the API shows of a cluster; ``None`` leaves a field as it is.
+        """Change a cluster (what the API shows, its lifetime cap, its SSO); ``None`` leaves a
+        field as it is, and ``max_lifetime=0`` clears the cap (see :class:`Cluster`).
 
-        The id, the place in listings and the credentials already issued stay. Raises KeyError
-        for an unknown id and ValueError for a bad value (then nothing changes).
+        The id, the place in listings and the credentials already issued stay (a new cap applies
+        to the next ones; requiring SSO with ``sso_refusal="cluster"`` refuses the old tokens
+        too, since the webhook judges every review). Raises KeyError for an unknown id and
+        ValueError for a bad value (then nothing changes).
         """
         cluster = self.emulation.state.update_cluster(
-            cluster_id, name=name, tags=tags, status=status, region=region
+            cluster_id,
+            name=name,
+            tags=tags,
+            status=status,
+            region=region,
+            max_lifetime=max_lifetime,
+            sso=sso,
+            sso_required=sso_required,
+            sso_issuer_url=sso_issuer_url,
+            sso_client_id=sso_client_id,
+            sso_refusal=sso_refusal,
         )
         if cluster is None:
             raise KeyError(f"no cluster with id {cluster_id}")
@@ -346,6 +368,26 @@ class Emulator:
 
     def clusters(self) -> list[Cluster]:
         return self.emulation.state.clusters()
+
+    def revoke(self, *, cluster_id: str | None = None, token: str | None = None) -> int:
+        """Revoke every bearer token of ``cluster_id``, or the one bearer token ``token``; returns
+        how many were revoked. The webhook refuses them from now on (an apiserver that accepted
+        one in the last ~10 s may go on accepting it from its cache until then).
+
+        Only bearer tokens can be revoked: a certificate-mode cluster raises ValueError, because
+        the apiserver checks client certificates by TLS and they last until their NotAfter.
+        Raises KeyError for an unknown cluster; an unknown token revokes nothing (0).
+        """
+        return self.emulation.state.revoke(cluster_id=cluster_id, token=token)
+
+    def set_quirks(self, quirks: Iterable[str]) -> frozenset[str]:
+        """Turn on exactly these realism quirks (``()``: none), from the next request on; an
+        unknown name is a ValueError. See :mod:`doks_access_testkit.emulator.quirks`."""
+        self.emulation.quirks = chosen = parse_quirks(quirks)
+        return chosen
+
+    def quirks(self) -> frozenset[str]:
+        return self.emulation.quirks
 
     def add_fault(self, fault: Fault) -> Fault:
         """Inject ``fault``; returns it with its id (for :meth:`remove_fault`)."""
@@ -383,7 +425,7 @@ class Emulator:
         self.emulation.limiter.reset()
 
     def issued_credentials(self, *, cluster_id: str | None = None) -> list[IssuedCredential]:
-        """Every credential minted so far, secrets included."""
+        """Every credential minted so far, secrets included (``revoked`` says which were)."""
         return self.emulation.state.credentials(cluster_id=cluster_id)
 
     def describe(self) -> dict[str, Any]:

@@ -4,7 +4,9 @@ The apiserver is started with ``--authentication-token-webhook-config-file`` poi
 :class:`doks_access_testkit.controlplane.TokenWebhook`) and a cache TTL of zero, so every request
 that carries a bearer token is checked against the emulator's record of issued credentials: a
 token it minted and that has not expired authenticates as the cluster's configured identity;
-anything else, including one second past ``expires_at``, does not. That is what lets the tests
+anything else, including one second past ``expires_at`` (capped by the cluster's
+``max_lifetime``), a revoked token, or any token of a cluster that requires SSO with
+``sso_refusal="cluster"``, does not. That is what lets the tests
 prove continuity against real enforcement rather than the operator's own bookkeeping.
 """
 
