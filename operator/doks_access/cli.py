@@ -13,13 +13,14 @@ import functools
 import json
 import logging
 import os
+import signal
 import socket
 import ssl
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from doks_access import (
     __version__,
@@ -43,6 +44,7 @@ PROGRAM = "doks-access"
 # The variable doctl reads too; a token on the command line would be visible to every local user.
 TOKEN_ENV = "DIGITALOCEAN_ACCESS_TOKEN"  # noqa: S105 - a variable name, not a secret
 SET_WORKERS = 2  # reconciliations of DOClusterAccessSets at once
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +112,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(settings: config.OperatorConfig) -> int:
     logs.configure(level=settings.log_level, json_format=settings.log_format == "json")
-    return asyncio.run(_serve(settings))
+    return asyncio.run(_until_signalled(_serve(settings)))
+
+
+async def _until_signalled(work: Coroutine[Any, Any, int]) -> int:
+    """Run ``work``; SIGTERM or SIGINT cancels it, so that the process stops cleanly at once.
+
+    In a container the operator is PID 1, for which the kernel ignores a signal that has no
+    handler: a standby, which never starts Kopf (Kopf handles the signals while it runs), would
+    wait out the grace period for its SIGKILL. Cancelling unwinds everything as on any exit; a
+    leader hands its Lease back on the way.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    received: list[signal.Signals] = []
+
+    def stop(signum: signal.Signals) -> None:
+        logger.info("stopping on %s", signum.name)
+        received.append(signum)
+        task.cancel()
+
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        return 0
+    finally:
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
 
 
 async def _serve(settings: config.OperatorConfig) -> int:

@@ -88,7 +88,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--liveness-endpoint",
         type=endpoint,
         default=env.value("LIVENESS_ENDPOINT", endpoint, None),
-        help="serve a liveness probe here, e.g. http://0.0.0.0:8080/healthz",
+        help="serve a liveness probe here, e.g. http://:8080/healthz (no host: every address, "
+        "IPv4 and IPv6)",
     )
     parser.add_argument(
         "--rate-limit-per-minute",
@@ -136,7 +137,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--metrics-endpoint",
         type=endpoint,
         default=env.value("METRICS_ENDPOINT", endpoint, None),
-        help="serve Prometheus metrics here, e.g. http://0.0.0.0:9090/metrics",
+        help="serve Prometheus metrics here, e.g. http://:9090/metrics (no host: every address, "
+        "IPv4 and IPv6)",
     )
     parser.add_argument(
         "--log-level",
@@ -201,7 +203,8 @@ def boolean(text: str) -> bool:
 
 
 def endpoint(text: str) -> str:
-    """``http://HOST:PORT/PATH``, the form of the liveness and metrics endpoints."""
+    """``http://HOST:PORT/PATH``, the form of the liveness and metrics endpoints (HOST may be
+    empty: every address)."""
     url = urllib.parse.urlsplit(text)
     try:
         port = url.port

@@ -126,7 +126,7 @@ def test_every_object_in_the_schema_refuses_unknown_keys_or_is_a_kubernetes_pass
     def walk(node: Any, path: str) -> None:
         if isinstance(node, dict):
             if node.get("type") == "object" and "additionalProperties" not in node:
-                assert "Kubernetes structure" in node.get("$comment", "") or path == "/global", path
+                assert "Kubernetes structure" in node.get("$comment", ""), path
             for key, value in node.items():
                 walk(value, f"{path}/{key}" if key != "properties" else path)
         elif isinstance(node, list):
@@ -197,8 +197,8 @@ def test_default_values_render_a_single_cluster_wide_operator(helm: Helm) -> Non
     assert env["DOKS_ACCESS_LEADER_ELECTION"] == "false"
     assert "DOKS_ACCESS_LEADER_ELECTION_NAMESPACE" not in env
     assert "DOKS_ACCESS_DIGITALOCEAN_API_URL" not in env  # the operator's default: the real API
-    assert env["DOKS_ACCESS_LIVENESS_ENDPOINT"] == "http://0.0.0.0:8080/healthz"
-    assert env["DOKS_ACCESS_METRICS_ENDPOINT"] == "http://0.0.0.0:9090/metrics"
+    assert env["DOKS_ACCESS_LIVENESS_ENDPOINT"] == "http://:8080/healthz"
+    assert env["DOKS_ACCESS_METRICS_ENDPOINT"] == "http://:9090/metrics"
     assert (env["DOKS_ACCESS_LOG_LEVEL"], env["DOKS_ACCESS_LOG_FORMAT"]) == ("INFO", "text")
     assert env["DOKS_ACCESS_RATE_LIMIT_PER_MINUTE"] == "250"
     assert env["DOKS_ACCESS_RATE_LIMIT_PER_HOUR"] == "5000"
@@ -226,7 +226,9 @@ def test_the_pod_is_locked_down_by_default(helm: Helm) -> None:
         "capabilities": {"drop": ["ALL"]},
     }
     assert set(container["resources"]) == {"requests", "limits"}
-    assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+    # Memory is limited; CPU is not: a burst of renewals or a start-up needs a whole core.
+    assert set(container["resources"]["limits"]) == {"memory"}
+    assert set(container["resources"]["requests"]) == {"cpu", "memory"}
     # The only writable place is a small in-memory /tmp.
     assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
     assert pod["volumes"] == [
@@ -242,6 +244,21 @@ def test_the_liveness_probe_asks_the_operators_health_endpoint(helm: Helm) -> No
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     assert "livenessProbe" not in _container(
         helm.render(values={"livenessProbe": {"enabled": False}})
+    )
+
+
+def test_a_startup_probe_holds_the_liveness_probe_back_until_the_operator_answers(
+    helm: Helm,
+) -> None:
+    container = _container(helm.render())
+    assert container["startupProbe"] == {
+        "httpGet": {"path": "/healthz", "port": "healthz"},
+        "periodSeconds": 5,
+        "timeoutSeconds": 5,
+        "failureThreshold": 60,
+    }
+    assert "startupProbe" not in _container(
+        helm.render(values={"startupProbe": {"enabled": False}})
     )
 
 
@@ -376,6 +393,104 @@ def test_rbac_and_the_service_account_can_be_left_to_others(helm: Helm) -> None:
     assert _deployment(rendered)["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
     binding = one(helm.render(values={"serviceAccount": {"name": "named"}}), "ClusterRoleBinding")
     assert binding["subjects"][0]["name"] == "named"
+
+
+# --- settings that would hurt the cluster are refused ---------------------------------------
+
+
+def test_a_service_account_the_chart_does_not_create_must_be_named(helm: Helm) -> None:
+    # Without a name, the cluster-wide Secret rights would go to the namespace's default account.
+    with pytest.raises(HelmError) as refused:
+        helm.template(values={"serviceAccount": {"create": False}})
+    assert "serviceAccount.create=false needs serviceAccount.name" in str(refused.value)
+    assert '"default"' in str(refused.value)
+
+
+@pytest.mark.parametrize(("replicas", "minimum"), [(2, 2), (3, 3), (3, 5)])
+def test_a_budget_that_allows_no_disruption_is_refused(
+    helm: Helm, replicas: int, minimum: int
+) -> None:
+    values = {
+        "highAvailability": {
+            "enabled": True,
+            "replicas": replicas,
+            "podDisruptionBudget": {"enabled": True, "minAvailable": minimum},
+        }
+    }
+    with pytest.raises(HelmError) as refused:
+        helm.template(values=values)
+    assert f"minAvailable={minimum} with {replicas} replicas allows no voluntary disruption" in (
+        str(refused.value)
+    )
+
+
+def test_a_budget_can_say_how_many_may_be_down_instead(helm: Helm) -> None:
+    budget = {"enabled": True, "minAvailable": None, "maxUnavailable": 1}
+    values = {"highAvailability": {"enabled": True, "replicas": 3, "podDisruptionBudget": budget}}
+    rendered = one(helm.render(values=values), "PodDisruptionBudget")
+    assert rendered["spec"]["maxUnavailable"] == 1
+    assert "minAvailable" not in rendered["spec"]
+    both = {**budget, "minAvailable": 1}
+    with pytest.raises(HelmError, match="not both"):
+        helm.template(values={"highAvailability": {"enabled": True, "podDisruptionBudget": both}})
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice, as kustomize and other strict tools do."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = {key for key in keys if keys.count(key) > 1}
+        if repeated:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"keys given twice: {sorted(repeated)}", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
+def test_labels_given_twice_appear_once_and_the_charts_own_win(helm: Helm) -> None:
+    values = {
+        **MONITORING,
+        "commonLabels": {"app.kubernetes.io/name": "mine", "team": "common", "tier": "ops"},
+        "podLabels": {"team": "pod", "app.kubernetes.io/instance": "mine"},
+        "serviceAccount": {"labels": {"team": "account", "tier": "ops"}},
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"tier": "monitor"}}},
+        "prometheusRule": {"enabled": True, "labels": {"team": "rules"}},
+    }
+    text = helm.template(values=values)
+
+    strict = list(yaml.load_all(text, Loader=_StrictLoader))
+
+    labels = {(d["kind"], d["metadata"]["name"]): d["metadata"]["labels"] for d in strict if d}
+    account = labels[("ServiceAccount", FULLNAME)]
+    assert (account["team"], account["tier"]) == ("account", "ops")
+    assert account["app.kubernetes.io/name"] == "doks-access-operator"
+    pod = one(strict, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert (pod["team"], pod["app.kubernetes.io/instance"]) == ("pod", FULLNAME)
+    assert labels[("ServiceMonitor", FULLNAME)]["tier"] == "monitor"
+    assert labels[("PrometheusRule", FULLNAME)]["team"] == "rules"
+
+
+def test_alert_labels_cannot_set_the_severity(helm: Helm) -> None:
+    values = {**MONITORING, "prometheusRule": {"enabled": True, "alertLabels": {"severity": "x"}}}
+    with pytest.raises(HelmError, match="alertLabels cannot set severity"):
+        helm.template(values=values)
+
+
+def test_global_image_settings_of_a_parent_chart_are_used(helm: Helm) -> None:
+    values = {
+        "global": {"imageRegistry": "mirror.example:5000", "imagePullSecrets": ["shared", "own"]},
+        "imagePullSecrets": [{"name": "own"}],
+    }
+    pod = _deployment(helm.render(values=values))["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"].startswith(
+        "mirror.example:5000/doks-access/doks-access-operator:"
+    )
+    assert pod["imagePullSecrets"] == [{"name": "own"}, {"name": "shared"}]
+    plain = _deployment(helm.render())["spec"]["template"]["spec"]
+    assert "imagePullSecrets" not in plain
+    with pytest.raises(HelmError, match="additional properties 'storageClass' not allowed"):
+        helm.template(values={"global": {"storageClass": "fast"}})
 
 
 # --- the CRDs: one source of truth ----------------------------------------------------------
@@ -537,3 +652,10 @@ def test_notes_tell_the_next_steps(cluster_helm: Helm) -> None:
     assert "crds.enabled=false" in notes  # and where the CRDs come from then
     for crd_file in CRD_FILES:
         assert f"kubectl apply --server-side -f crds/{crd_file}" in notes
+    # Uninstalling: objects first, while the operator runs; a stale finalizer; CRD ownership.
+    assert (
+        "kubectl delete doclusteraccesssets,doclusteraccesses --all-namespaces --all\n"
+        f"  helm uninstall -n {NAMESPACE} doks-access-operator\n"
+    ) in notes
+    assert """--type=merge -p '{"metadata":{"finalizers":null}}'""" in notes
+    assert "This release owns the CRDs" not in notes  # crds.enabled=false here

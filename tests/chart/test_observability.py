@@ -40,7 +40,7 @@ def test_metrics_are_served_on_port_9090_behind_a_service_by_default(helm: Helm)
     container = _container(rendered)
     assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["DOKS_ACCESS_METRICS_ENDPOINT"] == "http://0.0.0.0:9090/metrics"
+    assert env["DOKS_ACCESS_METRICS_ENDPOINT"] == "http://:9090/metrics"
     service = one(rendered, "Service")
     assert service["metadata"]["name"] == SERVICE
     assert service["metadata"]["namespace"] == NAMESPACE

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,21 @@ def _replica(
     )
 
 
+def _replicas(
+    *, cluster: Cluster, digitalocean: Emulator, namespace: str, logs: Path
+) -> Callable[[str], ManagedProcess]:
+    """Starts replicas that compete for one Lease of their own."""
+    lease = f"lease-{uuid.uuid4().hex[:8]}"
+    return functools.partial(
+        _replica,
+        cluster=cluster,
+        digitalocean=digitalocean,
+        namespace=namespace,
+        lease=lease,
+        logs=logs,
+    )
+
+
 def _log(process: ManagedProcess) -> str:
     return process.log_path.read_text(errors="replace")
 
@@ -73,18 +89,9 @@ def test_only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies(
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    lease = f"ha-{uuid.uuid4().hex[:8]}"
-
-    def replica(name: str) -> ManagedProcess:
-        return _replica(
-            name,
-            cluster=cluster,
-            digitalocean=digitalocean,
-            namespace=namespace,
-            lease=lease,
-            logs=tmp_path,
-        )
-
+    replica = _replicas(
+        cluster=cluster, digitalocean=digitalocean, namespace=namespace, logs=tmp_path
+    )
     first = replica("first")
     second: ManagedProcess | None = None
     try:
@@ -113,3 +120,35 @@ def test_only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies(
         first.stop()
         if second is not None:
             second.stop()
+
+
+@pytest.mark.usefixtures("without_the_session_operator")
+def test_sigterm_stops_a_standby_and_a_leader_at_once_and_cleanly(
+    cluster: Cluster, digitalocean: Emulator, namespace: str, tmp_path: Path
+) -> None:
+    """In a container the operator is PID 1, which the kernel spares from any signal without a
+    handler: without its own, a standby (no Kopf, whose handlers come with it) would wait out the
+    grace period. Here it exits 0 within seconds, as does the leader."""
+    replica = _replicas(
+        cluster=cluster, digitalocean=digitalocean, namespace=namespace, logs=tmp_path
+    )
+    leader = replica("leader")
+    replicas = [leader]
+    try:
+        kube.eventually(lambda: "became leader" in _log(leader), what="the first replica to lead")
+        standby = replica("standby")  # started once the first leads, so that it stands by
+        replicas.append(standby)
+        kube.eventually(lambda: "standing by" in _log(standby), what="the second to stand by")
+
+        for replica in (standby, leader):
+            os.kill(replica.pid, signal.SIGTERM)
+            code = kube.eventually(
+                lambda r=replica: r.exit_code(), what=f"{replica.name} to exit", timeout=10
+            )
+            assert code == 0, replica.log_tail()
+        assert "stopping on SIGTERM" in _log(standby)
+        # The leader stops through Kopf's own handler, and hands the Lease back on the way.
+        assert f"released lease {namespace}/lease-" in _log(leader)
+    finally:
+        for started in replicas:
+            started.stop()

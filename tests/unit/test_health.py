@@ -31,6 +31,30 @@ async def test_the_endpoint_answers_200_on_its_path_only() -> None:
     assert other.status_code == 404
 
 
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.asyncio
+async def test_an_endpoint_without_a_host_answers_on_ipv4_and_ipv6() -> None:
+    """The chart's form (``http://:8080/healthz``): IPv6-only and dual-stack clusters probe it
+    over IPv6, single-stack ones over IPv4."""
+    if not _has_ipv6_loopback():
+        pytest.skip("this machine has no IPv6 loopback")
+    port = _free_port()
+    async with health.serving(f"http://:{port}/healthz"):
+        answers = []
+        for host in ("127.0.0.1", "[::1]"):
+            async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as http:
+                answers.append((await http.get("/healthz")).status_code)
+    assert answers == [200, 200]
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("endpoint", ["https://0.0.0.0:8080/healthz", "http://0.0.0.0/healthz"])
 async def test_an_endpoint_without_http_and_a_port_is_refused(endpoint: str) -> None:

@@ -11,6 +11,9 @@ Helm leaves them alone.
 {{- $object := `{{ $labels.namespace }}/{{ $labels.name }}` }}
 {{- $set := $object }}
 {{- $expiring := .Values.prometheusRule.expiringWithinSeconds | int64 }}
+{{- if hasKey .Values.prometheusRule.alertLabels "severity" }}
+{{- fail "prometheusRule.alertLabels cannot set severity: each alert sets its own (warning or critical), and a label given twice makes the rule invalid YAML for strict parsers" }}
+{{- end }}
 {{- $alertLabels := "" }}
 {{- with .Values.prometheusRule.alertLabels }}{{ $alertLabels = toYaml . | nindent 8 }}{{ end -}}
 - name: doks-access-operator

@@ -39,40 +39,78 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-Labels of every resource the chart creates.
+Labels of every resource the chart creates: the standard ones and commonLabels, as one map, so
+that a key given twice appears once (post-renderers and strict YAML parsers refuse duplicate
+keys). The chart's own labels win: the selector labels must not change.
 */}}
 {{- define "doks-access-operator.labels" -}}
-helm.sh/chart: {{ include "doks-access-operator.chart" . }}
-{{ include "doks-access-operator.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/component: operator
-app.kubernetes.io/part-of: doks-access-operator
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-{{- with .Values.commonLabels }}
-{{ toYaml . }}
+{{- include "doks-access-operator.labelsWith" (list . dict) }}
+{{- end }}
+
+{{/*
+The labels above and, below them in precedence, the map given second:
+`include "doks-access-operator.labelsWith" (list . .Values.podLabels)`.
+*/}}
+{{- define "doks-access-operator.labelsWith" -}}
+{{- $root := index . 0 }}
+{{- $own := dict
+  "helm.sh/chart" (include "doks-access-operator.chart" $root)
+  "app.kubernetes.io/name" (include "doks-access-operator.name" $root)
+  "app.kubernetes.io/instance" $root.Release.Name
+  "app.kubernetes.io/version" $root.Chart.AppVersion
+  "app.kubernetes.io/component" "operator"
+  "app.kubernetes.io/part-of" "doks-access-operator"
+  "app.kubernetes.io/managed-by" $root.Release.Service }}
+{{- $extra := index . 1 | default dict }}
+{{- toYaml (merge $own $extra ($root.Values.commonLabels | default dict)) }}
+{{- end }}
+
+{{/*
+The image pull Secrets: imagePullSecrets and global.imagePullSecrets, each once.
+*/}}
+{{- define "doks-access-operator.imagePullSecrets" -}}
+{{- $names := list }}
+{{- range concat (.Values.imagePullSecrets | default list) (.Values.global.imagePullSecrets | default list) }}
+{{- $names = append $names (ternary . (get (kindIs "map" . | ternary . dict) "name") (kindIs "string" .)) }}
+{{- end }}
+{{- range $name := uniq $names }}
+- name: {{ $name }}
 {{- end }}
 {{- end }}
 
 {{/*
-The ServiceAccount the operator runs as.
+The ServiceAccount the operator runs as. One the chart does not create must be named: falling back
+to the namespace's "default" ServiceAccount would bind the operator's Secret rights (cluster-wide,
+without watchNamespaces) to every pod that runs as it.
 */}}
 {{- define "doks-access-operator.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "doks-access-operator.fullname" .) .Values.serviceAccount.name }}
 {{- else }}
-{{- default "default" .Values.serviceAccount.name }}
+{{- required "serviceAccount.create=false needs serviceAccount.name: the chart binds the operator's Secret rights to that ServiceAccount, and must not bind them to the namespace's \"default\" one, which every pod without a ServiceAccount of its own runs as" .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
 
 {{/*
 The container image: repository@digest when a digest is given, else repository:tag (the tag
-defaulting to the chart's appVersion).
+defaulting to the chart's appVersion); global.imageRegistry replaces the repository's registry.
 */}}
 {{- define "doks-access-operator.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- $repository := .Values.image.repository }}
+{{- with .Values.global.imageRegistry }}
+{{- $parts := splitList "/" $repository }}
+{{- $first := first $parts }}
+{{- /* The first part names a registry when it has a dot or a port, or is localhost (Docker's rule). */}}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) }}
+{{- $repository = join "/" (prepend (rest $parts) .) }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $repository = printf "%s/%s" . $repository }}
+{{- end }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
 
