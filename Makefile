@@ -10,9 +10,10 @@ PIP_VERSION := 26.3
 INSTALLED := $(VENV)/.installed
 CONTROLPLANE_BUILD := tools/controlplane/build.sh
 PROMTOOL_BUILD := tools/promtool/build.sh
+HELM_DOCS_BUILD := tools/helm-docs/build.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help venv controlplane promtool lint format types imports check test unit demo bench soak chaos fuzz lock clean
+.PHONY: help venv controlplane promtool helm-docs chart-docs lint format types imports check test unit demo bench soak chaos fuzz lock clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -32,6 +33,12 @@ controlplane:  ## Build (or reuse from the cache) etcd, kube-apiserver, kube-con
 promtool:  ## Build (or reuse from the cache) promtool, which checks and tests the alert rules.
 	bash $(PROMTOOL_BUILD) >/dev/null
 
+helm-docs:  ## Build (or reuse from the cache) helm-docs, which writes the chart's README.
+	bash $(HELM_DOCS_BUILD) >/dev/null
+
+chart-docs: venv helm-docs  ## Regenerate charts/doks-access-operator/README.md from values.yaml.
+	DOKS_ACCESS_HELM_DOCS="$$(bash $(HELM_DOCS_BUILD) | tail -1)" $(BIN)/python -m tests.chart.chart_docs
+
 lint: venv  ## ruff lint and format check.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -48,9 +55,10 @@ imports: venv  ## Import contracts (the operator never imports test tooling).
 
 check: lint types imports  ## All static checks.
 
-test: check controlplane promtool  ## Everything: static checks, then all tests against a real control plane.
+test: check controlplane promtool helm-docs  ## Everything: static checks, then all tests against a real control plane.
 	DOKS_ACCESS_CONTROLPLANE_BIN="$$(bash $(CONTROLPLANE_BUILD))" \
-	DOKS_ACCESS_PROMTOOL="$$(bash $(PROMTOOL_BUILD) | tail -1)" $(BIN)/pytest
+	DOKS_ACCESS_PROMTOOL="$$(bash $(PROMTOOL_BUILD) | tail -1)" \
+	DOKS_ACCESS_HELM_DOCS="$$(bash $(HELM_DOCS_BUILD) | tail -1)" $(BIN)/pytest
 
 unit: venv  ## Only the tests that need no cluster.
 	$(BIN)/pytest -m 'not cluster'

@@ -2,6 +2,8 @@
 
 ``run`` is the operator. ``fetch`` is the one-shot debugging tool: it makes exactly the API call
 the operator makes for one credential and reports what came back, without printing the token.
+``status``, ``renew`` and ``check`` are the day-2 commands (:mod:`doks_access.day2`), also
+installed as the kubectl plugin ``kubectl-doca`` (``kubectl doca status``).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import functools
 import json
 import logging
@@ -25,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from doks_access import (
     __version__,
     config,
+    day2,
+    day2view,
     digitalocean,
     issuance,
     kube,
@@ -41,19 +46,27 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PROGRAM = "doks-access"
+PLUGIN = "kubectl doca"  # the kubectl plugin: kubectl-doca, the day-2 commands only
 # The variable doctl reads too; a token on the command line would be visible to every local user.
 TOKEN_ENV = "DIGITALOCEAN_ACCESS_TOKEN"  # noqa: S105 - a variable name, not a secret
 SET_WORKERS = 2  # reconciliations of DOClusterAccessSets at once
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, program: str = PROGRAM, day2_only: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROGRAM,
+        prog=program,
         description="Keep DigitalOcean Kubernetes (DOKS) kubeconfigs fresh in Kubernetes Secrets.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
+    parser.add_argument("--version", action="version", version=f"{program} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    if not day2_only:
+        _add_operator_commands(commands)
+    _add_day2_commands(commands)
+    return parser
+
+
+def _add_operator_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = commands.add_parser(
         "run",
         help="run the operator",
@@ -96,18 +109,177 @@ def build_parser() -> argparse.ArgumentParser:
         help="also prove the credential works: one SelfSubjectReview on the cluster, as "
         "spec.verify does (the identity is printed)",
     )
-    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def _add_day2_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = commands.add_parser(
+        "status",
+        help="show DOClusterAccess objects and sets, Ready or not",
+        description="A table of DOClusterAccess and DOClusterAccessSet objects: Ready, why, when "
+        "the credential expires and is renewed, the last failure, a set's cluster counts. Exit "
+        "status 0 when everything shown is Ready, 1 when something is not (or on an API error), "
+        "2 on a usage error.",
+    )
+    _add_connection_arguments(status, all_namespaces=True)
+    status.add_argument("name", nargs="?", metavar="NAME", help="only objects with this name")
+    status.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "wide", "json"),
+        default="table",
+        help="table (default), wide (absolute expiry, Secret, message) or json (README)",
+    )
+    renew = commands.add_parser(
+        "renew",
+        help="fetch new credentials now and wait for them",
+        description="Set the doks-access.dev/refresh-requested-at annotation of each "
+        "DOClusterAccess, then wait until each has a new credential (status.issuedAt changes and "
+        "Ready is True). Progress goes to stderr. Exit status 0 when every one was renewed. Sets "
+        "are refused: renew their children with --all -l doks-access.dev/set=NAME.",
+    )
+    _add_connection_arguments(renew, all_namespaces=False)
+    renew.add_argument("targets", nargs="*", metavar="NS/NAME", help="NS/NAME, or NAME with -n")
+    renew.add_argument(
+        "--all", action="store_true", help="every DOClusterAccess in the namespace (-n)"
+    )
+    renew.add_argument(
+        "-l", "--selector", help="with --all: only objects with these labels (a label selector)"
+    )
+    renew.add_argument(
+        "--timeout",
+        type=_duration,
+        default=_duration("2m"),
+        help="how long to wait for the new credentials, e.g. 90s, 2m, 1h (default: 2m)",
+    )
+    renew.add_argument(
+        "--no-wait", dest="wait", action="store_false", help="request the renewals and exit"
+    )
+    check = commands.add_parser(
+        "check",
+        help="check the CRDs, the operator and your RBAC",
+        description="Check that the CRDs are served, that an operator is running (a current "
+        "leader-election Lease, or Ready pods labelled app.kubernetes.io/name="
+        "doks-access-operator) and that you may run status and renew. Exit status 0 only when "
+        "every check passes; each failed check says how to fix it.",
+    )
+    _add_connection_arguments(check, all_namespaces=True)
+    check.add_argument(
+        "--lease-namespace",
+        help="namespace of the operator's Lease and pods (default: look in every namespace)",
+    )
+    check.add_argument(
+        "--lease-name",
+        default=config.OperatorConfig.leader_election_lease_name,
+        help="name of the operator's Lease (default: %(default)s)",
+    )
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser, *, all_namespaces: bool) -> None:
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="kubeconfig file (default: in-cluster, else $KUBECONFIG, else ~/.kube/config)",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "-n", "--namespace", help="namespace (default: the current context's namespace)"
+    )
+    if all_namespaces:
+        where.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    parser.set_defaults(subparser=parser)
+
+
+def _duration(text: str) -> datetime.timedelta:
+    try:
+        return day2view.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def main(
+    argv: Sequence[str] | None = None, *, program: str = PROGRAM, day2_only: bool = False
+) -> int:
+    parser = build_parser(program=program, day2_only=day2_only)
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(config.from_arguments(args))
     if args.command == "fetch":
         return _fetch(args)
+    if args.command in ("status", "renew", "check"):
+        return _day2(args, program=program)
     parser.print_help(sys.stderr)
-    return 2
+    return day2view.EXIT_USAGE
+
+
+def kubectl_main(argv: Sequence[str] | None = None) -> int:
+    """``kubectl-doca``: the day-2 commands as a kubectl plugin (``kubectl doca status``)."""
+    return main(argv, program=PLUGIN, day2_only=True)
+
+
+def _day2(args: argparse.Namespace, *, program: str) -> int:
+    """status, renew, check: find the credentials as ``run`` does, then run the command."""
+    subparser: argparse.ArgumentParser = args.subparser
+    if args.command == "renew":
+        _check_renew_usage(args, subparser)  # usage errors before anything else
+    try:
+        source = kube.find_source(explicit=args.kubeconfig)
+    except kube.StartupError as exc:
+        print(f"{program}: {exc}", file=sys.stderr)
+        return day2view.EXIT_NOT_READY
+    default = day2.context_namespace(source)
+    namespace = None if getattr(args, "all_namespaces", False) else args.namespace or default
+    command: day2.Command
+    if args.command == "status":
+        command = functools.partial(
+            day2.status,
+            namespace=namespace,
+            name=args.name,
+            output=args.output,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
+    elif args.command == "check":
+        command = functools.partial(
+            day2.check,
+            namespaces=[namespace],
+            lease_namespace=args.lease_namespace,
+            lease_name=args.lease_name,
+            out=sys.stdout,
+        )
+    else:
+        command = functools.partial(
+            day2.renew,
+            targets=_renew_targets(args, subparser, default=default),
+            every_in=namespace if args.all else None,
+            selector=args.selector,
+            patience=args.timeout,
+            wait=args.wait,
+            err=sys.stderr,
+        )
+    return asyncio.run(day2.connected(source, command, err=sys.stderr))
+
+
+def _renew_targets(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, *, default: str
+) -> list[tuple[str, str]]:
+    """The objects named (none with --all); a usage error (exit 2) for a malformed name."""
+    try:
+        return [
+            day2view.parse_target(text, namespace=args.namespace, default=default)
+            for text in args.targets
+        ]
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+def _check_renew_usage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Exit with status 2 unless renew is given either names or --all."""
+    if args.all and args.targets:
+        parser.error("name objects or pass --all, not both")
+    if not args.all and not args.targets:
+        parser.error("name the objects to renew (NS/NAME, or NAME with -n) or pass --all")
+    if args.selector and not args.all:
+        parser.error("--selector needs --all")
 
 
 def _run(settings: config.OperatorConfig) -> int:

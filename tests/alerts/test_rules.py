@@ -14,7 +14,7 @@ import yaml
 
 from tests.alerts import contract
 from tests.alerts.conftest import NAMESPACE, RELEASE, render_rules
-from tests.chart.helm import Helm
+from tests.chart.helm import REPO_ROOT, Helm
 
 ALERTS = {
     "DOKSAccessCredentialExpiringWhileRenewalsFail": ("warning", "10m"),
@@ -68,10 +68,46 @@ def test_an_invalid_expression_is_refused_by_the_parser() -> None:
 @pytest.mark.parametrize("alert", sorted(ALERTS))
 def test_every_alert_says_what_happened_and_what_to_do(rules: dict[str, Any], alert: str) -> None:
     annotations = _alerts(rules)[alert]["annotations"]
-    assert set(annotations) == {"summary", "description"}
+    assert set(annotations) == {"summary", "description", "runbook_url"}
     assert annotations["summary"].endswith(".")
     # The description names a next step: a command to run or a thing to check.
     assert re.search(r"kubectl|[Cc]heck", annotations["description"]), annotations["description"]
+
+
+def _github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a Markdown document's headings (lower case, punctuation dropped,
+    spaces as dashes); code blocks have none."""
+    text = re.sub(r"^```.*?^```", "", markdown, flags=re.M | re.S)
+    return {
+        re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        for heading in re.findall(r"^#{1,6} (.+)$", text, flags=re.M)
+    }
+
+
+@pytest.mark.parametrize("alert", sorted(ALERTS))
+def test_every_alert_links_its_section_of_the_runbooks(rules: dict[str, Any], alert: str) -> None:
+    url = _alerts(rules)[alert]["annotations"]["runbook_url"]
+    base, anchor = url.split("#")
+    assert base == "https://github.com/doks-access/doks-access-operator/blob/main/docs/runbooks.md"
+    assert anchor == alert.lower()
+    runbooks = (REPO_ROOT / "docs" / "runbooks.md").read_text()
+    assert anchor in _github_anchors(runbooks), f"docs/runbooks.md has no section #{anchor}"
+    section = runbooks.split(f"\n## {alert}\n", 1)[1].split("\n## ", 1)[0]
+    for part in ("**What it means.**", "**How to check.**", "**How to fix.**"):
+        assert part in section, f"the runbook of {alert} lacks {part}"
+
+
+def test_the_runbooks_can_live_elsewhere(helm: Helm) -> None:
+    rules = render_rules(helm, {"runbookBaseURL": "https://wiki.example/runbooks/doks/"})
+    for alert in ALERTS:
+        assert _alerts(rules)[alert]["annotations"]["runbook_url"] == (
+            f"https://wiki.example/runbooks/doks#{alert.lower()}"
+        )
+
+
+def test_the_runbooks_document_no_alert_the_chart_lacks() -> None:
+    runbooks = (REPO_ROOT / "docs" / "runbooks.md").read_text()
+    assert set(re.findall(r"^## (DOKSAccess\w+)$", runbooks, flags=re.M)) == set(ALERTS)
 
 
 def test_thresholds_and_the_operators_job_come_from_the_values(helm: Helm) -> None:

@@ -12,6 +12,7 @@ from kubernetes import client
 
 from doks_access_testkit.binaries import control_plane_bin_dir
 from tests import kube
+from tests.chart import chart_docs
 from tests.chart.helm import CHART_DIR, Helm, HelmError
 from tests.conftest import Cluster
 
@@ -64,3 +65,15 @@ def installed(
         # install may have left some of them too.
         with contextlib.suppress(HelmError):
             helm.run("uninstall", release, f"--namespace={namespace}")
+
+
+@pytest.fixture(scope="session")
+def helm_docs() -> Path:
+    """The pinned helm-docs: ``$DOKS_ACCESS_HELM_DOCS``, else ``tools/helm-docs/build.sh``'s binary.
+
+    Skips only when neither is available (the build needs Go and the Go module proxy).
+    """
+    try:
+        return chart_docs.helm_docs_binary()
+    except chart_docs.HelmDocsUnavailableError as unavailable:
+        pytest.skip(str(unavailable))

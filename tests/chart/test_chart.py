@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import yaml
 from kubernetes import client
 
 from tests import kube
-from tests.chart import manifests
+from tests.chart import chart_docs, manifests
 from tests.chart.conftest import installed
 from tests.chart.helm import CHART_DIR, REPO_ROOT, Helm, HelmError, documents, of_kind, one
 from tests.conftest import Cluster
@@ -39,6 +40,10 @@ EVERYTHING = {
     },
     "image": {"digest": "sha256:" + "ab" * 32},
     "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+    "envFrom": [{"configMapRef": {"name": "proxy-settings", "optional": True}, "prefix": "P_"}],
+    "extraVolumes": [{"name": "extra-ca", "configMap": {"name": "extra-ca", "optional": True}}],
+    "extraVolumeMounts": [{"name": "extra-ca", "mountPath": "/etc/extra-ca", "readOnly": True}],
+    "commonAnnotations": {"example.com/owner": "platform"},
     "logging": {"format": "json", "level": "DEBUG"},
     "grafanaDashboard": {"enabled": True},
 }
@@ -136,13 +141,13 @@ def test_every_object_in_the_schema_refuses_unknown_keys_or_is_a_kubernetes_pass
     walk(schema, "")
 
 
-def _value_keys(text: str) -> list[tuple[int, str, str | None]]:
-    """(line number, key, the comment line above it or None) for each key in values.yaml.
+def _value_keys(text: str) -> list[tuple[int, str, list[str]]]:
+    """(line number, key, the comment lines right above it) for each key in values.yaml.
 
     Keys nested inside Kubernetes structures (resources, security contexts) are explained by the
     comment on the structure itself.
     """
-    keys: list[tuple[int, str, str | None]] = []
+    keys: list[tuple[int, str, list[str]]] = []
     lines = text.splitlines()
     opaque_indent: int | None = None
     for number, line in enumerate(lines):
@@ -153,8 +158,10 @@ def _value_keys(text: str) -> list[tuple[int, str, str | None]]:
         if opaque_indent is not None and indent > opaque_indent:
             continue
         opaque_indent = None
-        previous = lines[number - 1].strip() if number else ""
-        keys.append((number + 1, match.group(2), previous if previous.startswith("#") else None))
+        start = number
+        while start and lines[start - 1].strip().startswith("#"):
+            start -= 1
+        keys.append((number + 1, match.group(2), [c.strip() for c in lines[start:number]]))
         if match.group(2) in {"resources", "podSecurityContext", "containerSecurityContext"}:
             opaque_indent = indent
     return keys
@@ -163,14 +170,104 @@ def _value_keys(text: str) -> list[tuple[int, str, str | None]]:
 def test_every_value_has_a_full_sentence_comment() -> None:
     keys = _value_keys((CHART_DIR / "values.yaml").read_text())
     assert len(keys) > 40
-    undocumented = [f"line {n}: {key}" for n, key, comment in keys if comment is None]
+    undocumented = [f"line {n}: {key}" for n, key, comment in keys if not comment]
     assert not undocumented, "keys without a comment above them: " + ", ".join(undocumented)
+    # helm-docs takes a key's description from the comment above it that starts with "# --"
+    # (optionally followed by a type in parentheses); the lines below it continue it.
+    unmarked = [f"line {n}: {key}" for n, key, comment in keys if not _helm_docs_comment(comment)]
+    assert not unmarked, "comments that do not start with '# -- ': " + ", ".join(unmarked)
     unfinished = [f"line {n}: {key}" for n, key, comment in keys if not _ends_a_sentence(comment)]
     assert not unfinished, "comments that are not full sentences: " + ", ".join(unfinished)
 
 
-def _ends_a_sentence(comment: str | None) -> bool:
-    return comment is not None and comment.rstrip().endswith((".", ".)", ":"))
+def _helm_docs_comment(comment: list[str]) -> bool:
+    return bool(comment) and re.match(r"^# -- (\([a-z]+\) )?[A-Z`]", comment[0]) is not None
+
+
+def _ends_a_sentence(comment: list[str]) -> bool:
+    return bool(comment) and comment[-1].rstrip().endswith((".", ".)", ":"))
+
+
+# --- the chart's README and metadata --------------------------------------------------------
+
+
+def test_the_chart_readme_is_what_helm_docs_generates_from_values_yaml(helm_docs: Path) -> None:
+    committed = chart_docs.README.read_text() if chart_docs.README.exists() else ""
+    generated = chart_docs.generate(helm_docs)
+    assert committed == generated, (
+        f"{chart_docs.README.relative_to(REPO_ROOT)} is out of date with values.yaml, Chart.yaml "
+        f"or README.md.gotmpl; regenerate it with `{chart_docs.REGENERATE}`"
+    )
+    # Every value has its row, with its comment as the description.
+    for _, key, _ in _value_keys((CHART_DIR / "values.yaml").read_text()):
+        assert re.search(rf"^\| `([\w.]+\.)?{re.escape(key)}` \|", generated, re.M), key
+    assert "UPGRADING.md" in generated
+
+
+def test_upgrading_notes_are_linked_from_the_readmes() -> None:
+    upgrading = (REPO_ROOT / "UPGRADING.md").read_text()
+    assert "helm upgrade" in upgrading
+    install = (REPO_ROOT / "README.md").read_text().split("\n## Install\n", 1)[1].split("\n## ")[0]
+    assert "UPGRADING.md" in install
+    assert "UPGRADING.md" in (CHART_DIR / "README.md.gotmpl").read_text()
+
+
+ARTIFACT_HUB_CAPABILITIES = {
+    "Basic Install",
+    "Seamless Upgrades",
+    "Full Lifecycle",
+    "Deep Insights",
+    "Auto Pilot",
+}
+PROJECT = "https://github.com/doks-access/doks-access-operator"
+
+
+def test_chart_metadata_is_complete_and_agrees_with_the_chart(helm: Helm) -> None:
+    chart = yaml.safe_load(helm.run("show", "chart", str(CHART_DIR)))
+    assert chart["home"] == PROJECT
+    assert PROJECT in chart["sources"]
+    icon = chart["icon"]
+    assert icon.startswith("https://raw.githubusercontent.com/doks-access/doks-access-operator/")
+    assert icon.endswith(".svg")
+    assert (REPO_ROOT / icon.split("/main/", 1)[1]).is_file()
+    assert chart["maintainers"]
+    assert all(m.get("name") for m in chart["maintainers"])
+    annotations = chart["annotations"]
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    assert f'license = "{annotations["artifacthub.io/license"]}"' in pyproject
+    assert annotations["artifacthub.io/operator"] == "true"
+    assert annotations["artifacthub.io/operatorCapabilities"] in ARTIFACT_HUB_CAPABILITIES
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    images = yaml.safe_load(annotations["artifacthub.io/images"])
+    assert [image["image"] for image in images] == [
+        f"{values['image']['repository']}:{chart['appVersion']}"
+    ]
+    crds = [yaml.safe_load((CHART_CRDS / name).read_text()) for name in CRD_FILES]
+    assert yaml.safe_load(annotations["artifacthub.io/crds"]) == [
+        {
+            "kind": crd["spec"]["names"]["kind"],
+            "version": crd["spec"]["versions"][0]["name"],
+            "name": crd["metadata"]["name"],
+            "displayName": listed["displayName"],
+            "description": listed["description"],
+        }
+        for crd, listed in zip(
+            crds, yaml.safe_load(annotations["artifacthub.io/crds"]), strict=True
+        )
+    ]
+    examples = yaml.safe_load(annotations["artifacthub.io/crdsExamples"])
+    assert [(e["apiVersion"], e["kind"]) for e in examples] == [
+        (
+            f"{crd['spec']['group']}/{crd['spec']['versions'][0]['name']}",
+            crd["spec"]["names"]["kind"],
+        )
+        for crd in crds
+    ]
+    changes = yaml.safe_load(annotations["artifacthub.io/changes"])
+    assert changes
+    for change in changes:
+        assert change["kind"] in {"added", "changed", "deprecated", "removed", "fixed", "security"}
+        assert change["description"]
 
 
 # --- what helm template renders -------------------------------------------------------------
@@ -496,6 +593,122 @@ def test_global_image_settings_of_a_parent_chart_are_used(helm: Helm) -> None:
 # --- the CRDs: one source of truth ----------------------------------------------------------
 
 
+def test_common_annotations_go_on_every_object_and_each_objects_own_win(helm: Helm) -> None:
+    values = {
+        **EVERYTHING,
+        **MONITORING,
+        "commonAnnotations": {"example.com/owner": "platform", "example.com/tier": "common"},
+        "deploymentAnnotations": {"example.com/tier": "deployment"},
+        "podAnnotations": {"example.com/tier": "pod"},
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "annotations": {"example.com/tier": "monitor"}}
+        },
+    }
+    rendered = helm.render(values=values)
+    for obj in rendered:
+        assert obj["metadata"]["annotations"]["example.com/owner"] == "platform", obj["kind"]
+    deployment = _deployment(rendered)
+    assert deployment["metadata"]["annotations"]["example.com/tier"] == "deployment"
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == {
+        "example.com/owner": "platform",
+        "example.com/tier": "pod",
+    }
+    assert one(rendered, "ServiceMonitor")["metadata"]["annotations"]["example.com/tier"] == (
+        "monitor"
+    )
+    for role in of_kind(rendered, "ClusterRole"):
+        assert role["metadata"]["annotations"]["example.com/tier"] == "common"
+    for crd in of_kind(rendered, "CustomResourceDefinition"):
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    # A key given twice appears once (strict YAML parsers refuse a duplicate key).
+    list(yaml.load_all(helm.template(values=values), Loader=_StrictLoader))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a mapping with a key given twice."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        assert len(keys) == len(set(keys)), f"a key given twice: {keys}"
+        return super().construct_mapping(node, deep=deep)
+
+
+def test_without_common_annotations_objects_have_only_their_own(helm: Helm) -> None:
+    rendered = helm.render()
+    assert "annotations" not in _deployment(rendered)["metadata"]
+    assert "annotations" not in one(rendered, "ServiceAccount")["metadata"]
+
+
+def test_extra_volumes_mounts_and_env_from_reach_the_pod(helm: Helm) -> None:
+    rendered = helm.render(values=EVERYTHING)
+    pod = _deployment(rendered)["spec"]["template"]["spec"]
+    assert pod["volumes"][-1] == EVERYTHING["extraVolumes"][0]
+    container = _container(rendered)
+    assert container["volumeMounts"][-1] == EVERYTHING["extraVolumeMounts"][0]
+    assert container["envFrom"] == EVERYTHING["envFrom"]
+    # The chart's own volumes stay.
+    assert {volume["name"] for volume in pod["volumes"]} == {"tmp", "digitalocean-ca", "extra-ca"}
+    assert "envFrom" not in _container(helm.render())
+
+
+def test_the_pods_go_to_linux_nodes_by_default(helm: Helm) -> None:
+    pod = _deployment(helm.render())["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    pod = _deployment(
+        helm.render(values={"nodeSelector": {"kubernetes.io/os": None, "pool": "system"}})
+    )["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "system"}
+
+
+def test_extra_objects_are_rendered_as_templates_with_the_release(helm: Helm) -> None:
+    as_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "{{ .Release.Name }}-settings",
+            "namespace": "{{ .Release.Namespace }}",
+        },
+        "data": {"workers": "{{ .Values.workers }}"},
+    }
+    as_string = (
+        "apiVersion: v1\n"
+        "kind: Secret\n"
+        "metadata:\n"
+        '  name: {{ include "doks-access-operator.fullname" . }}-token\n'
+        "  labels:\n"
+        '    {{- include "doks-access-operator.labels" . | nindent 4 }}\n'
+        "stringData:\n"
+        "  token: placeholder\n"
+    )
+    rendered = helm.render(values={"extraObjects": [as_map, as_string]})
+    config_map = one(rendered, "ConfigMap")
+    assert config_map["metadata"] == {"name": f"{FULLNAME}-settings", "namespace": NAMESPACE}
+    assert config_map["data"] == {"workers": "8"}
+    secret = one(rendered, "Secret")
+    assert secret["metadata"]["name"] == f"{FULLNAME}-token"
+    assert secret["metadata"]["labels"].items() >= SELECTOR.items()
+    assert "ConfigMap" not in _kinds(helm.render())
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("extraVolumes[0].emptyDir={}", "missing property 'name'"),
+        ('extraVolumeMounts[0].name="x"', "missing property 'mountPath'"),
+        ('envFrom[0].secretRf.name="x"', "additional properties 'secretRf' not allowed"),
+        ("commonAnnotations.a=1", "got number, want string"),
+        ("extraObjects[0]=1", "got number, want string or object"),
+        ('metrics.serviceMonitor.relabelings[0].action="Rename"', "Rename"),
+    ],
+)
+def test_the_schema_refuses_mistakes_in_the_extra_values(
+    helm: Helm, setting: str, complaint: str
+) -> None:
+    with pytest.raises(HelmError) as refused:
+        helm.template(extra=[f"--set-json={setting}"])
+    assert complaint in str(refused.value)
+
+
 def test_the_chart_ships_every_crd_of_crds_and_nothing_else() -> None:
     assert CRD_FILES == [
         "doclusteraccesses.doks-access.dev.yaml",
@@ -536,19 +749,44 @@ def test_the_rendered_crd_is_the_source_crd_kept_on_uninstall(helm: Helm, crd_fi
 # --- the plain manifests --------------------------------------------------------------------
 
 
-def test_the_committed_manifests_are_the_chart_rendered_with_default_values(helm: Helm) -> None:
-    committed = manifests.MANIFEST.read_text() if manifests.MANIFEST.exists() else ""
-    assert committed == manifests.render(helm), (
-        f"{manifests.MANIFEST.relative_to(REPO_ROOT)} is out of date; regenerate it with "
+@pytest.mark.parametrize("variant", manifests.VARIANTS, ids=lambda v: v.file)
+def test_the_committed_manifests_are_the_chart_rendered_as_a_static_install(
+    helm: Helm, variant: manifests.Variant
+) -> None:
+    committed = variant.path.read_text() if variant.path.exists() else ""
+    assert committed == manifests.render(helm, variant), (
+        f"{variant.path.relative_to(REPO_ROOT)} is out of date; regenerate it with "
         f"`{manifests.REGENERATE}`"
     )
     rendered = documents(committed)
+    labels = rendered[0]["metadata"]["labels"]
     assert rendered[0] == {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": NAMESPACE, "labels": rendered[0]["metadata"]["labels"]},
+        "metadata": {"name": NAMESPACE, "labels": labels},
     }
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     assert "CustomResourceDefinition" not in _kinds(rendered)
+    # Not a Helm release: no Helm labels anywhere, pod templates included.
+    assert "helm.sh/chart" not in committed
+    assert "managed-by: Helm" not in committed
+    assert all(
+        d["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kubectl" for d in rendered
+    )
+
+
+def test_the_manifest_variants_are_high_availability_and_namespaced() -> None:
+    default, ha, namespaced = (documents(v.path.read_text()) for v in manifests.VARIANTS)
+    assert _deployment(default)["spec"]["replicas"] == 1
+    assert _deployment(ha)["spec"]["replicas"] == 2
+    assert of_kind(ha, "PodDisruptionBudget")
+    assert _env(ha)["DOKS_ACCESS_LEADER_ELECTION"] == "true"
+    assert _env(namespaced)["DOKS_ACCESS_NAMESPACES"] == NAMESPACE
+    # Namespaced: the operator's rights are a Role; the only ClusterRoles are the aggregated ones
+    # for people (view, edit).
+    operator_roles = [r for r in of_kind(namespaced, "ClusterRole") if "aggregate" not in str(r)]
+    assert operator_roles == []
+    assert of_kind(namespaced, "Role")
 
 
 # --- against the apiserver ------------------------------------------------------------------
@@ -602,12 +840,66 @@ def test_the_apiserver_accepts_the_committed_manifests(
     if created:  # a dry run creates nothing, so the objects inside need the namespace to exist
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
     try:
-        text = manifests.MANIFEST.read_text()
-        output = _kubectl_apply_dry_run(bin_dir, cluster.kubeconfig_path, text)
-        assert output.count("serverside-applied (server dry run)") == len(documents(text))
+        for variant in manifests.VARIANTS:
+            text = variant.path.read_text()
+            output = _kubectl_apply_dry_run(bin_dir, cluster.kubeconfig_path, text)
+            assert output.count("serverside-applied (server dry run)") == len(documents(text))
     finally:
         if created:
             kube.delete_ignoring_absence(lambda: core.delete_namespace(NAMESPACE))
+
+
+def test_the_operators_pod_is_admitted_under_pod_security_restricted(
+    cluster: Cluster, api: client.ApiClient, bin_dir: Path
+) -> None:
+    """The static install's namespace enforces "restricted". The API server warns about a
+    Deployment whose pods would violate it, and refuses such a pod: the Deployment applies
+    without a warning, a pod made from its template (as its ReplicaSet would; the local control
+    plane runs no such controller) is admitted, and a privileged pod is refused."""
+    namespace = f"psa-{uuid.uuid4().hex[:8]}"
+    text = manifests.VARIANTS[2].path.read_text().replace(NAMESPACE, namespace)
+    kubectl = [str(bin_dir / "kubectl"), f"--kubeconfig={cluster.kubeconfig_path}"]
+    core = client.CoreV1Api(api)
+    try:
+        applied = subprocess.run(
+            [*kubectl, "apply", "--server-side", "-f", "-"],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        assert "PodSecurity" not in applied.stderr, applied.stderr
+        template = _deployment(documents(text))["spec"]["template"]
+        pod = {"apiVersion": "v1", "kind": "Pod", **template}
+        pod["metadata"] = {**template["metadata"], "name": "from-the-template"}
+        created = core.create_namespaced_pod(namespace, pod)
+        assert created.spec.security_context.run_as_non_root is True
+        privileged = client.V1Pod(
+            metadata=client.V1ObjectMeta(name="privileged"),
+            spec=client.V1PodSpec(
+                containers=[
+                    client.V1Container(
+                        name="c",
+                        image="busybox",
+                        security_context=client.V1SecurityContext(privileged=True),
+                    )
+                ]
+            ),
+        )
+        with pytest.raises(client.ApiException) as refused:
+            core.create_namespaced_pod(namespace, privileged)
+        assert refused.value.status == 403
+        assert "restricted" in str(refused.value.body)
+    finally:
+        subprocess.run(
+            [*kubectl, "delete", "--ignore-not-found", "--wait=false", "-f", "-"],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
 
 def test_helm_install_creates_the_operators_objects(

@@ -121,6 +121,34 @@ def test_the_service_monitor_scrapes_the_metrics_service(helm: Helm) -> None:
     assert len(services) == 1
 
 
+def test_the_service_monitor_can_relabel_and_live_in_prometheus_namespace(helm: Helm) -> None:
+    relabelings = [
+        {"targetLabel": "cluster", "replacement": "prod-eu", "action": "replace"},
+    ]
+    metric_relabelings = [
+        {"sourceLabels": ["__name__"], "regex": "doks_access_kubernetes_.*", "action": "drop"},
+    ]
+    values = {
+        "metrics": {
+            "serviceMonitor": {
+                "enabled": True,
+                "namespace": "monitoring",
+                "annotations": {"example.com/team": "platform"},
+                "relabelings": relabelings,
+                "metricRelabelings": metric_relabelings,
+            }
+        }
+    }
+    monitor = one(helm.render(values=values), "ServiceMonitor")
+    assert monitor["metadata"]["namespace"] == "monitoring"
+    assert monitor["metadata"]["annotations"] == {"example.com/team": "platform"}
+    # From Prometheus's namespace it still looks for the Service in the release namespace.
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["relabelings"] == relabelings
+    assert endpoint["metricRelabelings"] == metric_relabelings
+
+
 @pytest.mark.parametrize(
     "values",
     [

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import base64
+import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import client, config
 
 from doks_access_testkit.emulator import DEMO_CLUSTER_IDS, DEMO_TOKEN, Emulator
 from doks_access_testkit.emulator.state import Cluster as EmulatedCluster
+from doks_access_testkit.processes import ManagedProcess
 from tests import kube
+
+if TYPE_CHECKING:
+    from tests.conftest import Cluster
 
 GROUP, VERSION, PLURAL = "doks-access.dev", "v1alpha1", "doclusteraccesses"
 CLUSTER_ID = DEMO_CLUSTER_IDS["prod-cluster-01"]
@@ -127,3 +133,30 @@ def solo_cluster(api: client.ApiClient, namespace: str, digitalocean: Emulator) 
 def fetches_for(digitalocean: Emulator, cluster_id: str) -> int:
     """Kubeconfigs the emulator has minted for the cluster."""
     return len(digitalocean.issued_credentials(cluster_id=cluster_id))
+
+
+def leader_elected_replica(
+    name: str, *, cluster: Cluster, digitalocean: Emulator, namespace: str, lease: str, logs: Path
+) -> ManagedProcess:
+    """``doks-access run`` for ``namespace`` with leader election on the Lease ``lease`` there,
+    logging to ``logs/<name>.log``."""
+    return ManagedProcess(
+        name=name,
+        args=[
+            sys.executable,
+            "-m",
+            "doks_access",
+            "run",
+            f"--kubeconfig={cluster.kubeconfig_path}",
+            f"--namespace={namespace}",
+            "--leader-election",
+            f"--leader-election-namespace={namespace}",
+            f"--leader-election-lease-name={lease}",
+        ],
+        log_path=logs / f"{name}.log",
+        env={
+            **os.environ,
+            "DOKS_ACCESS_DIGITALOCEAN_API_URL": digitalocean.api_url,
+            "DOKS_ACCESS_DIGITALOCEAN_CA_FILE": str(digitalocean.ca_file),
+        },
+    )

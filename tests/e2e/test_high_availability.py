@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import signal
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.e2e.objects import (
     CLUSTER_ID,
     apply_access,
     create_token_secret,
+    leader_elected_replica,
     request_refresh,
     wait_for_condition,
 )
@@ -37,38 +37,13 @@ def without_the_session_operator(operator: OperatorRunner) -> Iterator[None]:
         operator.start()
 
 
-def _replica(
-    name: str, *, cluster: Cluster, digitalocean: Emulator, namespace: str, lease: str, logs: Path
-) -> ManagedProcess:
-    return ManagedProcess(
-        name=name,
-        args=[
-            sys.executable,
-            "-m",
-            "doks_access",
-            "run",
-            f"--kubeconfig={cluster.kubeconfig_path}",
-            f"--namespace={namespace}",
-            "--leader-election",
-            f"--leader-election-namespace={namespace}",
-            f"--leader-election-lease-name={lease}",
-        ],
-        log_path=logs / f"{name}.log",
-        env={
-            **os.environ,
-            "DOKS_ACCESS_DIGITALOCEAN_API_URL": digitalocean.api_url,
-            "DOKS_ACCESS_DIGITALOCEAN_CA_FILE": str(digitalocean.ca_file),
-        },
-    )
-
-
 def _replicas(
     *, cluster: Cluster, digitalocean: Emulator, namespace: str, logs: Path
 ) -> Callable[[str], ManagedProcess]:
     """Starts replicas that compete for one Lease of their own."""
     lease = f"lease-{uuid.uuid4().hex[:8]}"
     return functools.partial(
-        _replica,
+        leader_elected_replica,
         cluster=cluster,
         digitalocean=digitalocean,
         namespace=namespace,

@@ -46,9 +46,22 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     )
     (wheel,) = work.glob("doks_access_operator-*.whl")
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # As the Dockerfile does: a virtualenv without pip, filled by a pip from outside it.
     subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheel)],
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            str(wheel),
+        ],
         check=True,
         env=env,
         timeout=600,
@@ -81,6 +94,10 @@ def test_the_wheel_holds_the_operator_only(image_venv: Path) -> None:
         "assert importlib.util.find_spec('pytest') is None;"
         "import doks_access.handlers"
     )
+    # No installer in the runtime environment (the image removes the base image's, too).
+    site = next((image_venv / "lib").glob("python3*/site-packages"))
+    assert not [p.name for p in site.iterdir() if p.name.startswith(("pip", "setuptools"))]
+    assert not list((image_venv / "bin").glob("pip*"))
     completed = _run(image_venv, "python", "-c", probe)
     assert completed.returncode == 0, completed.stderr
 
@@ -124,3 +141,17 @@ def test_the_installed_operator_starts_against_the_cluster(
         assert operator.exit_code() is None
     finally:
         operator.stop()
+
+
+def test_the_image_is_labelled_runs_as_a_user_and_builds_from_a_pinned_base() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    for label in ("source", "version", "revision", "licenses", "title", "description"):
+        assert f"org.opencontainers.image.{label}=" in dockerfile, label
+    assert 'org.opencontainers.image.version="${VERSION}"' in dockerfile
+    assert 'org.opencontainers.image.revision="${REVISION}"' in dockerfile
+    assert "pip uninstall --yes --no-cache-dir pip setuptools" in dockerfile
+    base = next(line for line in dockerfile.splitlines() if line.startswith("ARG BASE_IMAGE="))
+    # A patch release, so that Renovate can raise it; the release build pins its digest.
+    assert base.removeprefix("ARG BASE_IMAGE=python:").split("-")[0].count(".") == 2
+    assert dockerfile.count("FROM ${BASE_IMAGE}") == 2
+    assert "USER 65532:65532" in dockerfile

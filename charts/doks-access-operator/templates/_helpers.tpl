@@ -66,6 +66,27 @@ The labels above and, below them in precedence, the map given second:
 {{- end }}
 
 {{/*
+Annotations of every resource the chart creates: commonAnnotations, as one map (or nothing when it
+is empty, for `with`).
+*/}}
+{{- define "doks-access-operator.annotations" -}}
+{{- include "doks-access-operator.annotationsWith" (list . dict) }}
+{{- end }}
+
+{{/*
+The annotations above and, above them in precedence, the object's own map given second:
+`include "doks-access-operator.annotationsWith" (list . .Values.deploymentAnnotations)`. One map,
+so that a key given twice appears once, as with the labels.
+*/}}
+{{- define "doks-access-operator.annotationsWith" -}}
+{{- $root := index . 0 }}
+{{- $merged := merge (dict) (index . 1 | default dict) ($root.Values.commonAnnotations | default dict) }}
+{{- with $merged }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
 The image pull Secrets: imagePullSecrets and global.imagePullSecrets, each once.
 */}}
 {{- define "doks-access-operator.imagePullSecrets" -}}
