@@ -60,6 +60,10 @@ def operator(session_operator: OperatorRunner) -> OperatorRunner:
     return session_operator
 
 
+# Where the session operator reads ClusterDOAccounts' token Secrets (tests/e2e/test_tenancy.py).
+ACCOUNT_NAMESPACE = "doks-access-accounts"
+
+
 @pytest.fixture(scope="session")
 def session_operator(
     cluster: Cluster,
@@ -83,6 +87,7 @@ def session_operator(
             "DOKS_ACCESS_DIGITALOCEAN_CA_FILE": str(digitalocean.ca_file),
             "DOKS_ACCESS_LOG_LEVEL": "DEBUG",
             "DOKS_ACCESS_METRICS_ENDPOINT": metrics_url,
+            "DOKS_ACCESS_ACCOUNT_NAMESPACE": ACCOUNT_NAMESPACE,
         },
         log_path=tmp_path_factory.mktemp("operator") / "operator.log",
         metrics_url=metrics_url,

@@ -40,6 +40,7 @@ from doks_access.spec import InvalidSpecError, SecretKeyRef, parse_token_secret
 __all__ = [
     "DEFAULT_EXPIRY_SECONDS",
     "Account",
+    "AccountError",
     "ClusterGrant",
     "Decision",
     "Expression",
@@ -47,7 +48,9 @@ __all__ = [
     "Refusal",
     "Request",
     "Rule",
+    "admitting",
     "decide",
+    "namespace_refused",
     "parse_account",
 ]
 
@@ -171,6 +174,16 @@ class Refusal(enum.StrEnum):
     CLUSTER_NOT_ALLOWED = "ClusterNotAllowed"
     EXPIRY_TOO_LONG = "ExpiryTooLong"
     VERIFY_REQUIRED = "VerifyRequired"
+    ACCOUNT_NOT_FOUND = "AccountNotFound"  # no such ClusterDOAccount, or its token is missing
+    INVALID_ACCOUNT = "InvalidAccount"  # the ClusterDOAccount's spec cannot be acted on
+
+
+class AccountError(Exception):
+    """An account does not serve a request; ``refusal`` says why, the message which rule."""
+
+    def __init__(self, refusal: Refusal, message: str) -> None:
+        super().__init__(message)
+        self.refusal = refusal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,18 +209,24 @@ class Decision:
         return _cluster_refused(cluster.id, self.by_tags)
 
 
+def admitting(account: Account, namespace: str, labels: Mapping[str, str]) -> tuple[Rule, ...]:
+    """The rules of ``account`` that admit ``namespace`` (with ``labels``)."""
+    return tuple(rule for rule in account.rules if rule.namespaces.admits(namespace, labels))
+
+
+def namespace_refused(account_name: str, namespace: str) -> AccountError:
+    return AccountError(
+        Refusal.NAMESPACE_NOT_ALLOWED,
+        f"no rule of ClusterDOAccount {account_name} admits namespace {namespace}",
+    )
+
+
 def decide(account: Account, request: Request, *, account_name: str) -> Decision:
     """Whether ``account`` serves ``request``, as far as the request alone tells."""
-    admitting = tuple(
-        rule
-        for rule in account.rules
-        if rule.namespaces.admits(request.namespace, request.namespace_labels)
-    )
-    if not admitting:
-        return Decision(
-            Refusal.NAMESPACE_NOT_ALLOWED,
-            f"no rule of ClusterDOAccount {account_name} admits namespace {request.namespace}",
-        )
+    admitted = admitting(account, request.namespace, request.namespace_labels)
+    if not admitted:
+        refused = namespace_refused(account_name, request.namespace)
+        return Decision(refused.refusal, str(refused))
     lifetime = request.expiry_seconds or DEFAULT_EXPIRY_SECONDS
     if account.max_expiry_seconds is not None and lifetime > account.max_expiry_seconds:
         return Decision(
@@ -221,12 +240,12 @@ def decide(account: Account, request: Request, *, account_name: str) -> Decision
             f"ClusterDOAccount {account_name} requires spec.verify: true",
         )
     identity = {"cluster_id": request.cluster_id, "cluster_name": request.cluster_name}
-    if any(rule.clusters.grants_by_identity(**identity) for rule in admitting):
+    if any(rule.clusters.grants_by_identity(**identity) for rule in admitted):
         return Decision()
-    by_tags = tuple(rule for rule in admitting if rule.clusters.tags)
+    by_tags = tuple(rule for rule in admitted if rule.clusters.tags)
     if by_tags:
         return Decision(by_tags=by_tags)
-    return _cluster_refused(request.cluster_id or request.cluster_name or "", admitting)
+    return _cluster_refused(request.cluster_id or request.cluster_name or "", admitted)
 
 
 def _cluster_refused(cluster: str, rules: Iterable[Rule]) -> Decision:

@@ -57,6 +57,12 @@ class StalledReason(enum.StrEnum):
     SECRET_CONFLICT = "SecretConflict"  # noqa: S105 - a reason, not a secret
     REQUEST_REFUSED = "RequestRefused"
     SSO_REQUIRED = "SSORequired"
+    NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
+    CLUSTER_NOT_ALLOWED = "ClusterNotAllowed"
+    EXPIRY_TOO_LONG = "ExpiryTooLong"
+    VERIFY_REQUIRED = "VerifyRequired"
+    ACCOUNT_NOT_FOUND = "AccountNotFound"
+    INVALID_ACCOUNT = "InvalidAccount"
 
 
 class ReadyReason(enum.StrEnum):
@@ -77,6 +83,12 @@ class ReadyReason(enum.StrEnum):
     SECRET_CONFLICT = StalledReason.SECRET_CONFLICT.value
     REQUEST_REFUSED = StalledReason.REQUEST_REFUSED.value
     SSO_REQUIRED = StalledReason.SSO_REQUIRED.value
+    NAMESPACE_NOT_ALLOWED = StalledReason.NAMESPACE_NOT_ALLOWED.value
+    CLUSTER_NOT_ALLOWED = StalledReason.CLUSTER_NOT_ALLOWED.value
+    EXPIRY_TOO_LONG = StalledReason.EXPIRY_TOO_LONG.value
+    VERIFY_REQUIRED = StalledReason.VERIFY_REQUIRED.value
+    ACCOUNT_NOT_FOUND = StalledReason.ACCOUNT_NOT_FOUND.value
+    INVALID_ACCOUNT = StalledReason.INVALID_ACCOUNT.value
 
 
 class ReconcilingReason(enum.StrEnum):
@@ -96,6 +108,12 @@ _STALLED_MESSAGES = {
     StalledReason.SSO_REQUIRED: (
         "The cluster requires SSO: DigitalOcean issues no token credential that it accepts."
     ),
+    StalledReason.NAMESPACE_NOT_ALLOWED: "The ClusterDOAccount does not serve this namespace.",
+    StalledReason.CLUSTER_NOT_ALLOWED: "The ClusterDOAccount does not grant this cluster here.",
+    StalledReason.EXPIRY_TOO_LONG: "The ClusterDOAccount allows no lifetime this long.",
+    StalledReason.VERIFY_REQUIRED: "The ClusterDOAccount requires spec.verify: true.",
+    StalledReason.ACCOUNT_NOT_FOUND: "The ClusterDOAccount or its token cannot be found.",
+    StalledReason.INVALID_ACCOUNT: "The ClusterDOAccount's spec is invalid.",
 }
 _RECONCILING_MESSAGES = {
     ReconcilingReason.RENEWING: "Fetching a new credential.",

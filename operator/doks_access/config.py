@@ -47,6 +47,8 @@ class OperatorConfig:
     leader_election: bool = False
     leader_election_namespace: str = "default"
     leader_election_lease_name: str = "doks-access-operator"
+    # Where the token Secrets of ClusterDOAccounts are read from; never a tenant's namespace.
+    account_namespace: str = "default"
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,6 +130,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="name of the Lease (default: %(default)s)",
     )
     parser.add_argument(
+        "--account-namespace",
+        default=env.text("ACCOUNT_NAMESPACE", "") or _own_namespace(),
+        help="namespace of the ClusterDOAccounts' token Secrets; keep tenants out of it "
+        "(default: the pod's namespace, else %(default)s)",
+    )
+    parser.add_argument(
         "--log-format",
         default=env.choice("LOG_FORMAT", LOG_FORMATS, "text"),
         choices=LOG_FORMATS,
@@ -162,6 +170,7 @@ def from_arguments(args: argparse.Namespace) -> OperatorConfig:
         leader_election=args.leader_election,
         leader_election_namespace=args.leader_election_namespace,
         leader_election_lease_name=args.leader_election_lease_name,
+        account_namespace=args.account_namespace,
         rate_limits=digitalocean.RateLimits(
             per_minute=args.rate_limit_per_minute,
             per_hour=args.rate_limit_per_hour,

@@ -32,6 +32,7 @@ class Dependencies:
     metrics: Metrics
     rng: random.Random
     verifier: Verifier = verify.identity_of
+    account_namespace: str = "default"  # where ClusterDOAccounts' token Secrets are
 
     @classmethod
     async def create(
@@ -54,6 +55,7 @@ class Dependencies:
             digitalocean=do,
             metrics=collected,
             rng=random.Random(),  # noqa: S311 - backoff jitter, not cryptography
+            account_namespace=settings.account_namespace,
         )
 
     async def aclose(self) -> None:

@@ -82,6 +82,13 @@ class FailureReason(enum.StrEnum):
     # DigitalOcean answered, and will answer the same until something changes: retried slower.
     REQUEST_REFUSED = "RequestRefused"  # 400 or 422 on the kubeconfig call
     SSO_REQUIRED = "SSORequired"  # the cluster accepts no token credential
+    # A ClusterDOAccount (spec.accountRef) does not serve the request: its policy, or itself.
+    NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
+    CLUSTER_NOT_ALLOWED = "ClusterNotAllowed"
+    EXPIRY_TOO_LONG = "ExpiryTooLong"
+    VERIFY_REQUIRED = "VerifyRequired"
+    ACCOUNT_NOT_FOUND = "AccountNotFound"
+    INVALID_ACCOUNT = "InvalidAccount"
 
     @property
     def stalled(self) -> StalledReason | None:
@@ -115,6 +122,12 @@ _STALLED = {
     FailureReason.TOKEN_SECRET_MISSING: StalledReason.TOKEN_SECRET_MISSING,
     FailureReason.REQUEST_REFUSED: StalledReason.REQUEST_REFUSED,
     FailureReason.SSO_REQUIRED: StalledReason.SSO_REQUIRED,
+    FailureReason.NAMESPACE_NOT_ALLOWED: StalledReason.NAMESPACE_NOT_ALLOWED,
+    FailureReason.CLUSTER_NOT_ALLOWED: StalledReason.CLUSTER_NOT_ALLOWED,
+    FailureReason.EXPIRY_TOO_LONG: StalledReason.EXPIRY_TOO_LONG,
+    FailureReason.VERIFY_REQUIRED: StalledReason.VERIFY_REQUIRED,
+    FailureReason.ACCOUNT_NOT_FOUND: StalledReason.ACCOUNT_NOT_FOUND,
+    FailureReason.INVALID_ACCOUNT: StalledReason.INVALID_ACCOUNT,
 }
 
 

@@ -27,7 +27,17 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from doks_access import bookkeeping, digitalocean, dispatch, kube, selection, setspec, setstatus
+from doks_access import (
+    accounts,
+    bookkeeping,
+    digitalocean,
+    dispatch,
+    kube,
+    selection,
+    setspec,
+    setstatus,
+    tenancy,
+)
 from doks_access.conditions import ConditionType
 from doks_access.dependencies import Dependencies
 from doks_access.listings import ClusterListings, Listing
@@ -203,6 +213,18 @@ class SetController:
             due = soon if due is None else min(due, soon)
         return due
 
+    async def _token(self, namespace: str, parsed: setspec.SetSpec) -> str:
+        """The token to list with: the set's own Secret, or its account's."""
+        if parsed.token_secret is None:
+            return await tenancy.set_token(
+                self._deps.kube,
+                account_name=parsed.account or "",
+                namespace=namespace,
+                account_namespace=self._deps.account_namespace,
+            )
+        ref = parsed.token_secret
+        return await self._deps.kube.read_token(namespace=namespace, name=ref.name, key=ref.key)
+
     async def _reconcile(self, memory: _Memory, *, now: datetime.datetime) -> _Result:
         obj = memory.obj
         parsed = obj.spec
@@ -215,11 +237,15 @@ class SetController:
             )
             return _Result(report, None, wake_at=None)  # until the spec changes
         try:
-            token = await self._deps.kube.read_token(
-                namespace=obj.namespace,
-                name=parsed.token_secret.name,
-                key=parsed.token_secret.key,
+            token = await self._token(obj.namespace, parsed)
+        except accounts.AccountError as exc:
+            report = setstatus.SetReport(
+                generation=obj.generation,
+                plan=None,
+                stalled=setstatus.SetStalledReason(exc.refusal.value),
+                detail=f"{str(exc)[0].upper()}{str(exc)[1:]}.",
             )
+            return _Result(report, None, wake_at=now + parsed.resync_interval)
         except kube.TokenSecretError as exc:
             report = setstatus.SetReport(
                 generation=obj.generation,

@@ -19,7 +19,7 @@ import datetime
 import logging
 from collections.abc import Awaitable, Callable
 
-from doks_access import digitalocean, failures, kube, lookup, verify
+from doks_access import accounts, digitalocean, failures, kube, lookup, verify
 from doks_access.kubeconfig import Credential
 
 __all__ = ["FETCH_ERRORS", "SSORequiredError", "failure_of", "fetch_credential", "sso_refusal"]
@@ -47,6 +47,7 @@ FETCH_ERRORS = (
     digitalocean.DigitalOceanError,
     verify.VerificationError,
     SSORequiredError,
+    accounts.AccountError,
 )
 
 
@@ -92,7 +93,9 @@ def failure_of(exc: Exception) -> failures.Failure:
     """The reason a fetch failed, from what it raised: the one place errors become reasons."""
     reason = failures.FailureReason.INVALID_RESPONSE
     retry_after = None
-    if isinstance(exc, kube.TokenSecretError):
+    if isinstance(exc, accounts.AccountError):
+        reason = failures.FailureReason(exc.refusal.value)
+    elif isinstance(exc, kube.TokenSecretError):
         reason = failures.FailureReason.TOKEN_SECRET_MISSING
     elif isinstance(exc, lookup.ClusterNameError):
         reason = (

@@ -43,6 +43,7 @@ VERSION = "v1alpha1"
 PLURAL = "doclusteraccesses"
 KIND = "DOClusterAccess"
 SET_PLURAL = "doclusteraccesssets"
+ACCOUNT_PLURAL = "clusterdoaccounts"
 SET_KIND = "DOClusterAccessSet"
 COMPONENT = "doks-access-operator"
 _MERGE_PATCH = "application/merge-patch+json"
@@ -422,6 +423,21 @@ class Kube:
         )
         self._wrote("Status")
         return patched
+
+    async def read_account(self, name: str) -> dict[str, Any] | None:
+        """The ClusterDOAccount ``name`` (cluster-scoped), or None when there is none."""
+        path = f"/apis/{GROUP}/{VERSION}/{ACCOUNT_PLURAL}/{urllib.parse.quote(name, safe='')}"
+        try:
+            return await self._json("GET", path, what=f"reading ClusterDOAccount {name}")
+        except NotFoundError:
+            return None
+
+    async def namespace_labels(self, namespace: str) -> dict[str, str]:
+        """The labels of ``namespace``, which a ClusterDOAccount's rules may select by."""
+        path = f"/api/v1/namespaces/{urllib.parse.quote(namespace, safe='')}"
+        found = await self._json("GET", path, what=f"reading namespace {namespace}")
+        labels = (found.get("metadata") or {}).get("labels") or {}
+        return {str(key): str(value) for key, value in labels.items()}
 
     async def set_exists(self, *, namespace: str, name: str) -> bool:
         """Whether the DOClusterAccessSet ``namespace/name`` exists."""

@@ -41,6 +41,7 @@ from doks_access import (
     scheduling,
     secrets,
     spec,
+    tenancy,
     verify,
 )
 from doks_access.bookkeeping import ObservedSecret
@@ -205,7 +206,8 @@ async def _read_secrets(
     """The target Secret; and when a fetch is likely, the token too, read at the same time (one
     round trip less before a new object gets its credential). A wrong guess costs one read."""
     target = deps.kube.read_secret(namespace=obj.namespace, name=access.target.name)
-    if memory.rejected is None and not _fetch_likely(obj, memory.failures, now=now):
+    prefetch = memory.rejected is not None or _fetch_likely(obj, memory.failures, now=now)
+    if access.token_secret is None or not prefetch:  # an account's token is read with its policy
         return await target, None
     existing, token = await asyncio.gather(target, _read_token(obj, access, deps=deps))
     return existing, token
@@ -225,6 +227,8 @@ def _fetch_likely(
 
 async def _read_token(obj: AccessObject, access: spec.AccessSpec, *, deps: Dependencies) -> _Token:
     ref = access.token_secret
+    if ref is None:
+        raise ValueError("an object with accountRef has no token Secret of its own")
     try:
         return await deps.kube.read_token(namespace=obj.namespace, name=ref.name, key=ref.key)
     except kube.TokenSecretError as exc:
@@ -243,11 +247,23 @@ async def _new_credential(
 
     ``token`` is the token read already, or why it could not be (None: not read yet).
     """
-    if token is None:
+    decision = None
+    if access.account is not None:
+        token, decision = await tenancy.account_token(
+            deps.kube,
+            access=access,
+            namespace=obj.namespace,
+            account_namespace=deps.account_namespace,
+        )
+    elif token is None:
         token = await _read_token(obj, access, deps=deps)
     if isinstance(token, kube.TokenSecretError):
         raise token
     cluster_id = await _cluster_id(memory, access, token=token, current=current, deps=deps)
+    if decision is not None and decision.by_tags:
+        await tenancy.granted_by_tags(
+            deps.digitalocean, decision, token=token, cluster_id=cluster_id
+        )
     credential, identity = await issuance.fetch_credential(
         deps.digitalocean,
         token=token,
@@ -270,7 +286,7 @@ async def _failed(
 ) -> tuple[Report, datetime.datetime]:
     """Record the failure (the old Secret stays as it is) and plan the retry."""
     token_version = None
-    if failure.reason.concerns_the_token:
+    if failure.reason.concerns_the_token and access.token_secret is not None:
         # Looked at again every few seconds (failures.TOKEN_POLL): the operator never watches
         # Secrets it does not own (DESIGN 4.8), so polling this one by name is how a fixed or
         # newly created token is noticed without waiting for the slow retry.
@@ -307,6 +323,8 @@ async def _notice_token_change(
 ) -> None:
     """While a token failure waits for its retry, a changed token Secret is tried at once."""
     if not memory.failures.watching_token or memory.failures.retry_at is None:
+        return
+    if access.token_secret is None:  # an account's token lives where tenants do not look
         return
     version = await deps.kube.secret_version(namespace=obj.namespace, name=access.token_secret.name)
     changed = failures.token_changed(memory.failures, version=version)

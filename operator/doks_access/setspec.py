@@ -47,7 +47,7 @@ DEFAULT_RESYNC = datetime.timedelta(minutes=5)
 MIN_RESYNC = datetime.timedelta(minutes=1)
 PLACEHOLDERS = ("cluster.name", "cluster.id", "cluster.shortID", "cluster.region", "set.name")
 # Fields the set fills in for each child; a template that sets them is refused.
-_FILLED_IN = ("clusterID", "clusterName", "tokenSecretRef")
+_FILLED_IN = ("clusterID", "clusterName", "tokenSecretRef", "accountRef")
 _PLACEHOLDER = re.compile(r"\$\(([^)]*)\)")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _MAX_ITEMS = 1000
@@ -119,13 +119,14 @@ class Selector:
 class SetSpec:
     """A valid ``DOClusterAccessSet`` spec with defaults applied."""
 
-    token_secret: SecretKeyRef
+    token_secret: SecretKeyRef | None  # exactly one of token_secret and account
     selector: Selector
     labels: Mapping[str, str]  # template.metadata: onto each child
     annotations: Mapping[str, str]
     template_json: str  # template.spec as canonical JSON (a frozen value that compares equal)
     resync_interval: datetime.timedelta
     deletion_policy: SetDeletionPolicy
+    account: str | None = None  # spec.accountRef.name: the children name it too
 
     @property
     def template(self) -> dict[str, Any]:
@@ -153,12 +154,13 @@ def parse_set_spec(body: Mapping[str, object]) -> SetSpec:
     spec = body.get("spec")
     if not isinstance(spec, Mapping):
         raise InvalidSpecError("spec", "is missing" if spec is None else "is not an object")
-    token = specs.parse_token_secret(_mapping(spec.get("tokenSecretRef"), "spec.tokenSecretRef"))
+    token, account = specs.parse_token_source(spec)
     template = _mapping(spec.get("template"), "spec.template")
     template_metadata = _mapping(template.get("metadata"), "spec.template.metadata")
     template_spec = dict(_mapping(template.get("spec"), "spec.template.spec"))
     parsed = SetSpec(
         token_secret=token,
+        account=account,
         selector=_selector(spec.get("selector")),
         labels=specs.parse_labels(template_metadata.get("labels"), "spec.template.metadata.labels"),
         annotations=specs.parse_annotations(
@@ -213,7 +215,10 @@ def render(parsed: SetSpec, cluster: ClusterFacts, *, set_name: str) -> dict[str
                     for key, text in entries.items()
                 }
     child["clusterID"] = cluster.id
-    child["tokenSecretRef"] = {"name": parsed.token_secret.name, "key": parsed.token_secret.key}
+    if parsed.token_secret is not None:
+        child["tokenSecretRef"] = {"name": parsed.token_secret.name, "key": parsed.token_secret.key}
+    else:
+        child["accountRef"] = {"name": parsed.account}
     return child
 
 

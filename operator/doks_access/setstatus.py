@@ -65,6 +65,10 @@ class SetStalledReason(enum.StrEnum):
     INVALID_TEMPLATE = "InvalidTemplate"
     SSO_REQUIRED = "SSORequired"
     CHILDREN_STALLED = "ChildrenStalled"
+    # The set's ClusterDOAccount (spec.accountRef) does not serve it.
+    NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
+    ACCOUNT_NOT_FOUND = "AccountNotFound"
+    INVALID_ACCOUNT = "InvalidAccount"
 
 
 class SetReconcilingReason(enum.StrEnum):

@@ -44,11 +44,13 @@ __all__ = [
     "SecretKeyRef",
     "Target",
     "cluster_api_name",
+    "parse_account_ref",
     "parse_annotations",
     "parse_duration",
     "parse_labels",
     "parse_spec",
     "parse_token_secret",
+    "parse_token_source",
 ]
 
 # Far beyond any credential lifetime, and safely inside what datetime arithmetic can represent.
@@ -123,11 +125,14 @@ class AccessSpec:
     cluster_id: str | None
     cluster_name: str | None
     expiry_seconds: int | None  # None: DigitalOcean's default (7 days); never 0
-    token_secret: SecretKeyRef
+    # Where the DigitalOcean token comes from: a Secret of the object's namespace, or a
+    # ClusterDOAccount (accountRef) -- exactly one of the two.
+    token_secret: SecretKeyRef | None
     target: Target
     renew_before: datetime.timedelta | None  # None: a third of the credential's lifetime
     verify: bool
     suspend: bool
+    account: str | None = None  # spec.accountRef.name
 
     def credential_hash(self) -> str:
         """A short, stable digest of the fields that shape the credential and the content."""
@@ -136,10 +141,16 @@ class AccessSpec:
             "clusterID": self.cluster_id,
             "clusterName": self.cluster_name,
             "expirySeconds": self.expiry_seconds,
-            "tokenSecretRef": [self.token_secret.name, self.token_secret.key],
+            "tokenSecretRef": (
+                None
+                if self.token_secret is None
+                else [self.token_secret.name, self.token_secret.key]
+            ),
             "format": self.target.format.value,
             "key": self.target.key,
         }
+        if self.account is not None:  # only then: the hashes of existing objects stay as they were
+            shaping["accountRef"] = self.account
         canonical = json.dumps(shaping, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
@@ -149,16 +160,36 @@ def parse_spec(body: Mapping[str, object]) -> AccessSpec:
     name = _object_name(body)
     spec = _mapping(body.get("spec"), "spec", required=True)
     cluster_id, cluster_name = _cluster(spec)
+    token_secret, account = parse_token_source(spec)
     return AccessSpec(
         cluster_id=cluster_id,
         cluster_name=cluster_name,
         expiry_seconds=_expiry_seconds(spec.get("expirySeconds")),
-        token_secret=parse_token_secret(spec.get("tokenSecretRef")),
+        token_secret=token_secret,
         target=_target(spec.get("target"), object_name=name),
         renew_before=_renew_before(spec.get("renewBefore")),
         verify=_boolean(spec.get("verify"), "spec.verify"),
         suspend=_boolean(spec.get("suspend"), "spec.suspend"),
+        account=account,
     )
+
+
+def parse_token_source(spec: Mapping[str, object]) -> tuple[SecretKeyRef | None, str | None]:
+    """``tokenSecretRef`` or ``accountRef`` (the account's name): exactly one, or
+    :class:`InvalidSpecError`."""
+    if (spec.get("tokenSecretRef") is None) == (spec.get("accountRef") is None):
+        raise InvalidSpecError("spec", "exactly one of tokenSecretRef or accountRef must be set")
+    if spec.get("accountRef") is None:
+        return parse_token_secret(spec.get("tokenSecretRef")), None
+    return None, parse_account_ref(spec.get("accountRef"))
+
+
+def parse_account_ref(value: object) -> str:
+    """The name in an ``accountRef`` (a ClusterDOAccount), or :class:`InvalidSpecError`."""
+    ref = _mapping(value, "spec.accountRef", required=True)
+    name = _required_string(ref.get("name"), "spec.accountRef.name")
+    _check_name(name, "spec.accountRef.name")
+    return name
 
 
 def parse_duration(text: str) -> datetime.timedelta:

@@ -145,11 +145,12 @@ def chart_operator(
     namespace: str,
     directory: Path,
     served: str | None = None,
+    extra_values: Mapping[str, Any] | None = None,
 ) -> Iterator[ManagedProcess]:
     """The chart released in ``namespace`` and the operator running as its ServiceAccount, with
     exactly its permissions: cluster-wide, or only for the namespace ``served`` (namespaced mode,
-    ``watchNamespaces``)."""
-    values = {"watchNamespaces": [served]} if served else {}
+    ``watchNamespaces``); ``extra_values`` for the chart besides."""
+    values = {**({"watchNamespaces": [served]} if served else {}), **(extra_values or {})}
     with (
         installed_as_service_account(
             helm,
@@ -164,6 +165,8 @@ def chart_operator(
             digitalocean=digitalocean,
             log_path=directory / "operator.log",
             args=[f"--namespace={served}"] if served else [],
+            # What the chart's Deployment sets: the account namespace is the release's.
+            env={"DOKS_ACCESS_ACCOUNT_NAMESPACE": namespace},
         ) as process,
     ):
         yield process

@@ -282,6 +282,7 @@ def test_default_values_render_a_single_cluster_wide_operator(helm: Helm) -> Non
         "ClusterRoleBinding",
         "CustomResourceDefinition",
         "CustomResourceDefinition",
+        "CustomResourceDefinition",
         "Deployment",
         "Service",
         "ServiceAccount",
@@ -711,6 +712,7 @@ def test_the_schema_refuses_mistakes_in_the_extra_values(
 
 def test_the_chart_ships_every_crd_of_crds_and_nothing_else() -> None:
     assert CRD_FILES == [
+        "clusterdoaccounts.doks-access.dev.yaml",
         "doclusteraccesses.doks-access.dev.yaml",
         "doclusteraccesssets.doks-access.dev.yaml",
     ]

@@ -23,11 +23,13 @@ CLUSTER_ID = DEMO_CLUSTER_IDS["prod-cluster-01"]
 EMULATOR_USER = "doks-emulator-admin"
 
 
-def create_token_secret(api: client.ApiClient, namespace: str, token: str = DEMO_TOKEN) -> None:
+def create_token_secret(
+    api: client.ApiClient, namespace: str, token: str = DEMO_TOKEN, name: str = "digitalocean-api"
+) -> None:
     client.CoreV1Api(api).create_namespaced_secret(
         namespace,
         client.V1Secret(
-            metadata=client.V1ObjectMeta(name="digitalocean-api"),
+            metadata=client.V1ObjectMeta(name=name),
             string_data={"token": token},
         ),
     )
@@ -52,7 +54,10 @@ def apply_access(
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "DOClusterAccess",
         "metadata": metadata,
-        "spec": {"tokenSecretRef": {"name": "digitalocean-api"}, **spec},
+        # The token Secret every test creates, unless the object names an account instead.
+        "spec": spec
+        if "accountRef" in spec
+        else {"tokenSecretRef": {"name": "digitalocean-api"}, **spec},
     }
     client.CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, body

@@ -51,13 +51,21 @@ def account_of(namespace: str, digitalocean: Emulator, api: client.ApiClient) ->
 
 
 def apply_set(
-    api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    spec: dict[str, Any],
+    *,
+    token_source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Create a set; its token comes from the test's token Secret unless ``token_source`` says
+    otherwise (``{"accountRef": ...}``)."""
+    source = token_source or {"tokenSecretRef": {"name": "digitalocean-api"}}
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "DOClusterAccessSet",
         "metadata": {"name": name},
-        "spec": {"tokenSecretRef": {"name": "digitalocean-api"}, **spec},
+        "spec": {**source, **spec},
     }
     created: dict[str, Any] = client.CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP, VERSION, namespace, SETS, body

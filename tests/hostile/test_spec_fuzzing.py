@@ -1,10 +1,11 @@
 """Hypothesis writes DOClusterAccess objects, plausible and hostile, to the real API server.
 
 Every object is either refused at admission (the CRD's schema and CEL rules) or accepted and then
-settles in a condition a user can act on -- ``Ready=True``, ``Stalled=True`` with a reason, or
-``Ready=False reason=Suspended`` -- within a bounded time. Meanwhile the operator stays up, and an
-unrelated object in the same namespace keeps its Secret untouched: one tenant's nonsense must not
-cost another tenant its credential.
+settles in a condition a user can act on (objects that name a ClusterDOAccount instead of a token
+Secret included: the test's own account, one that does not exist, hostile names) -- ``Ready=True``,
+``Stalled=True`` with a reason, or ``Ready=False reason=Suspended`` -- within a bounded time.
+Meanwhile the operator stays up, and an unrelated object in the same namespace keeps its Secret
+untouched: one tenant's nonsense must not cost another tenant its credential.
 
 Set ``DOKS_ACCESS_HOSTILE_REPORT`` to a file to get the counts as JSON (``HYPOTHESIS_PROFILE=long``
 for hundreds of objects).
@@ -38,7 +39,7 @@ from tests.e2e.objects import (
     get_access,
     wait_for_condition,
 )
-from tests.running_operator import OperatorRunner
+from tests.running_operator import ACCOUNT_NAMESPACE, OperatorRunner
 
 REPORT_ENV = "DOKS_ACCESS_HOSTILE_REPORT"
 TOKEN_SECRET = "digitalocean-api"
@@ -176,8 +177,12 @@ _REFUSABLE = [
     "spec",
     "cluster",
     "tokenSecretRef",
+    "accountRef",
     *_OPTIONAL_SPEC,
 ]
+# Where the token comes from: a Secret of the namespace, an account, or -- refused at admission
+# -- both or neither.
+_TOKEN_SOURCES = st.sampled_from(["secret", "secret", "account", "both", "neither"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,16 +215,19 @@ class Drawn:
 
 
 @st.composite
-def _objects(draw: st.DrawFn, cluster_id: str) -> Drawn:
+def _objects(draw: st.DrawFn, cluster_id: str, account: str) -> Drawn:
     refused = draw(st.sampled_from([None, None, None, None, *_REFUSABLE]))
 
     def pick(field: str, admissible: st.SearchStrategy[Any], other: st.SearchStrategy[Any]) -> Any:
         return draw(other if field == refused else admissible)
 
-    spec: dict[str, object] = {
-        **pick("cluster", _admissible_cluster(cluster_id), _REFUSED_CLUSTER),
-        "tokenSecretRef": pick("tokenSecretRef", _TOKEN_REF, _BAD_SECRET_NAME.map(_named)),
-    }
+    spec: dict[str, object] = {**pick("cluster", _admissible_cluster(cluster_id), _REFUSED_CLUSTER)}
+    source = draw(_TOKEN_SOURCES)
+    if source in ("secret", "both"):
+        spec["tokenSecretRef"] = pick("tokenSecretRef", _TOKEN_REF, _BAD_SECRET_NAME.map(_named))
+    if source in ("account", "both"):
+        accounts = st.sampled_from([account, account, "missing", "a.b"]).map(_named)
+        spec["accountRef"] = pick("accountRef", accounts, _BAD_SECRET_NAME.map(_named))
     for field, (admissible, other) in _OPTIONAL_SPEC.items():
         if field == refused or draw(st.booleans()):
             spec[field] = pick(field, admissible, other)
@@ -252,13 +260,35 @@ def _settled(obj: dict[str, Any]) -> str | None:
 
 def _tenant(api: client.ApiClient, namespace: str, digitalocean: Emulator) -> str:
     """An account of this test's own (its rate limit is nobody else's), with one cluster named
-    ``solo`` and two named ``twin``; the token Secrets; returns the ``solo`` cluster's ID."""
+    ``solo`` and two named ``twin``; the token Secrets; and a ClusterDOAccount named like the
+    namespace that serves it the ``solo`` cluster for an hour at most. Returns ``solo``'s ID."""
     account = f"hostile-{namespace}"
     token = digitalocean.add_token(account=account)
     solo = digitalocean.add_cluster(EmulatedCluster(name="solo", account=account))
     for _ in range(2):
         digitalocean.add_cluster(EmulatedCluster(name="twin", account=account))
     create_token_secret(api, namespace, token=token.token)
+    core = client.CoreV1Api(api)
+    if kube.is_absent(lambda: core.read_namespace(ACCOUNT_NAMESPACE)):
+        core.create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=ACCOUNT_NAMESPACE))
+        )
+    create_token_secret(api, ACCOUNT_NAMESPACE, token=token.token, name=namespace)
+    client.CustomObjectsApi(api).create_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "clusterdoaccounts",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ClusterDOAccount",
+            "metadata": {"name": namespace},
+            "spec": {
+                "tokenSecretRef": {"name": namespace},
+                "tenants": [{"namespaces": [namespace], "clusters": {"ids": [solo.id]}}],
+                "maxExpirySeconds": 3600,
+            },
+        },
+    )
     client.CoreV1Api(api).create_namespaced_secret(
         namespace,
         client.V1Secret(
@@ -301,7 +331,7 @@ def test_any_object_is_refused_at_admission_or_settles_and_harms_no_neighbour(
     tally, serials = Tally(), itertools.count()
     started = time.monotonic()
 
-    @given(drawn=_objects(cluster_id))
+    @given(drawn=_objects(cluster_id, namespace))
     def apply_one(drawn: Drawn) -> None:
         body = drawn.body(next(serials))
         tally.generated += 1
@@ -326,6 +356,11 @@ def test_any_object_is_refused_at_admission_or_settles_and_harms_no_neighbour(
         apply_one()
     finally:
         _report(tally, seconds=time.monotonic() - started)
+        kube.delete_ignoring_absence(
+            lambda: objects.delete_cluster_custom_object(
+                GROUP, VERSION, "clusterdoaccounts", namespace
+            )
+        )
 
     assert operator.process.exit_code() is None
     sentinel = get_access(api, namespace, SENTINEL)

@@ -83,7 +83,12 @@ def test_defaults_are_filled_in(api: client.ApiClient, namespace: str) -> None:
             {"clusterID": CLUSTER_ID, "tokenSecretRef": {"name": "t"}, "target": {"format": "X"}},
             "spec.target.format",
         ),
-        ({"clusterID": CLUSTER_ID}, "spec.tokenSecretRef"),
+        ({"clusterID": CLUSTER_ID}, "exactly one of tokenSecretRef or accountRef must be set"),
+        (
+            {"clusterID": CLUSTER_ID, "tokenSecretRef": {"name": "t"}, "accountRef": {"name": "a"}},
+            "exactly one of tokenSecretRef or accountRef must be set",
+        ),
+        ({"clusterID": CLUSTER_ID, "accountRef": {"name": "Not_DNS"}}, "accountRef.name"),
     ],
 )
 def test_invalid_specs_are_rejected_with_a_message_naming_the_problem(

@@ -79,6 +79,12 @@ def test_reasons_are_what_the_api_shows() -> None:
         "TokenSecretMissing",
         "RequestRefused",
         "SSORequired",
+        "NamespaceNotAllowed",
+        "ClusterNotAllowed",
+        "ExpiryTooLong",
+        "VerifyRequired",
+        "AccountNotFound",
+        "InvalidAccount",
     ]
 
 

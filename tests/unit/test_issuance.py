@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from doks_access import accounts, failures, issuance, kube, lookup, verify
 from doks_access import digitalocean as digitalocean_module
-from doks_access import failures, issuance, kube, lookup, verify
 from doks_access.digitalocean import DigitalOceanClient, RetryPolicy
 from doks_access.failures import FailureReason
 from doks_access.kubeconfig import Credential
@@ -191,6 +191,10 @@ RETRY_AFTER = digitalocean_module.RateLimitedError("429", retry_after=7)
         (digitalocean_module.InvalidResponseError("bad"), FailureReason.INVALID_RESPONSE),
         (verify.CredentialRejectedError("401"), FailureReason.CREDENTIAL_REJECTED),
         (verify.VerificationError("timeout"), FailureReason.INVALID_RESPONSE),
+        *(
+            (accounts.AccountError(refusal, "no"), FailureReason(refusal.value))
+            for refusal in accounts.Refusal
+        ),
     ],
 )
 def test_every_fetch_error_has_one_reason(error: Exception, reason: FailureReason) -> None:
@@ -217,5 +221,6 @@ def test_every_reason_but_none_is_reachable() -> None:
         FailureReason.TRANSPORT,
         FailureReason.INVALID_RESPONSE,
         FailureReason.CREDENTIAL_REJECTED,
+        *(FailureReason(refusal.value) for refusal in accounts.Refusal),
     }
     assert failures.FailureReason.SSO_REQUIRED.refused

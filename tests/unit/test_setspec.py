@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from doks_access import setspec
-from doks_access.setspec import Selector, SetDeletionPolicy, SetSpec, parse_set_spec
+from doks_access.setspec import Selector, SetDeletionPolicy, SetSpec, parse_set_spec, render
 from doks_access.spec import InvalidSpecError, SecretKeyRef
 
 PROD_ID = "bd5f5959-5e1e-4205-a714-a914373942af"
@@ -442,7 +442,7 @@ def test_refuses_a_deletion_policy_other_than_delete_or_orphan(policy: Any) -> N
 @pytest.mark.parametrize(
     ("ref", "field"),
     [
-        (None, "spec.tokenSecretRef.name"),
+        (None, "spec"),  # neither a token Secret nor an account
         ("do-token", "spec.tokenSecretRef"),
         ({"name": "Bad_Name"}, "spec.tokenSecretRef.name"),
         ({"name": "do-token", "key": "bad key"}, "spec.tokenSecretRef.key"),
@@ -453,6 +453,33 @@ def test_refuses_a_bad_token_secret_ref(ref: Any, field: str) -> None:
     document["spec"]["tokenSecretRef"] = ref
 
     assert refused(document).field == field
+
+
+def test_a_set_through_an_account_gives_its_children_the_account() -> None:
+    document = body()
+    del document["spec"]["tokenSecretRef"]
+    document["spec"]["accountRef"] = {"name": "company"}
+
+    parsed = parse_set_spec(document)
+
+    assert (parsed.account, parsed.token_secret) == ("company", None)
+    child = render(parsed, FakeCluster(), set_name="fleet")
+    assert child["accountRef"] == {"name": "company"}
+    assert "tokenSecretRef" not in child
+
+
+def test_a_set_with_both_a_token_secret_and_an_account_is_refused() -> None:
+    document = body()
+    document["spec"]["accountRef"] = {"name": "company"}
+
+    assert refused(document).field == "spec"
+
+
+def test_a_template_cannot_name_an_account_either() -> None:
+    document = body()
+    document["spec"]["template"] = {"spec": {"accountRef": {"name": "other"}}}
+
+    assert "accountRef" in str(refused(document))
 
 
 def test_keeps_the_token_secret_key_when_given() -> None:

@@ -152,7 +152,10 @@ INVALID_SPECS: list[tuple[dict[str, Any], str]] = [
     ({"expirySeconds": "3600"}, "spec.expirySeconds"),
     ({"expirySeconds": 10**12}, "spec.expirySeconds"),
     ({"expirySeconds": 2**31}, "spec.expirySeconds"),  # DigitalOcean reads an int32
-    ({"tokenSecretRef": None}, "spec.tokenSecretRef"),
+    ({"tokenSecretRef": None}, "spec"),  # neither a token Secret nor an account
+    ({"accountRef": {"name": "shared"}}, "spec"),  # both
+    ({"tokenSecretRef": None, "accountRef": {}}, "spec.accountRef.name"),
+    ({"tokenSecretRef": None, "accountRef": {"name": "Not_A_Name"}}, "spec.accountRef.name"),
     ({"tokenSecretRef": "digitalocean-api"}, "spec.tokenSecretRef"),
     ({"tokenSecretRef": {}}, "spec.tokenSecretRef.name"),
     ({"tokenSecretRef": {"name": "Not_A_Name"}}, "spec.tokenSecretRef.name"),
@@ -314,3 +317,15 @@ def test_the_cluster_api_name_is_the_target_name_without_its_suffix(
     target_name: str, cluster: str
 ) -> None:
     assert cluster_api_name(target_name) == cluster
+
+
+def test_an_account_instead_of_a_token_secret_shapes_the_credential() -> None:
+    body = {
+        "metadata": {"name": "prod", "namespace": "team-a"},
+        "spec": {"clusterID": "bd5f5959-5e1e-4205-a714-a914373942af", "accountRef": {"name": "a"}},
+    }
+    parsed = parse_spec(body)
+    other = parse_spec({**body, "spec": {**body["spec"], "accountRef": {"name": "b"}}})
+
+    assert (parsed.account, parsed.token_secret) == ("a", None)
+    assert parsed.credential_hash() != other.credential_hash()

@@ -211,3 +211,10 @@ else the job and namespace the chart's ServiceMonitor gives them.
 {{- printf "job=%q, namespace=%q" (include "doks-access-operator.metricsServiceName" .) .Release.Namespace }}
 {{- end }}
 {{- end }}
+
+{{/*
+The namespace of the ClusterDOAccounts' token Secrets: accounts.namespace, else the release's.
+*/}}
+{{- define "doks-access-operator.accountNamespace" -}}
+{{- default .Release.Namespace .Values.accounts.namespace }}
+{{- end }}
