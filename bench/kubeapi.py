@@ -77,9 +77,13 @@ class BenchKube:
         else:
             raise RuntimeError(f"CRD {name} did not become Established")
         # Established comes before the storage is ready: until then, lists get 429s.
+        cluster_scoped = document["spec"].get("scope") == "Cluster"
         for _ in range(300):
             try:
-                await self.list_objects("default", plural=plural)
+                if cluster_scoped:
+                    await self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
+                else:
+                    await self.list_objects("default", plural=plural)
             except ApiException as exc:
                 if exc.status != 429:
                     raise
