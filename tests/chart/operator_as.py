@@ -28,7 +28,9 @@ from tests.conftest import Cluster
 
 TOKEN_SECONDS = 3600
 _REFUSAL = re.compile(r"forbidden|\b403\b", re.IGNORECASE)
-_TEST_NAMESPACE = re.compile(r"\btest-[0-9a-f]{10}\b")
+# Namespaces the test suites create: tests' own, and the benchmark rigs' (the bench smoke run
+# comes earlier in the same session and may leave its namespaces terminating).
+_TEST_NAMESPACE = re.compile(r"\b(?:test-[0-9a-f]{10}|bench-[a-z0-9-]+)\b")
 
 
 def service_account_kubeconfig(
