@@ -352,6 +352,13 @@ async def _operate(settings: config.OperatorConfig, deps: dependencies.Dependenc
     # Sets have their own few workers: a fleet's listing never waits behind credentials.
     set_dispatcher: dispatch.Dispatcher[tuple[str, str]] = dispatch.Dispatcher(workers=SET_WORKERS)
     sets = fleet.SetController(deps=deps, dispatcher=set_dispatcher)
+    if await deps.kube.accounts_listable():
+        handlers.watch_accounts()
+    else:
+        logger.info(
+            "ClusterDOAccounts are not served to this operator (their CRD is not installed, or "
+            "its RBAC does not include them): objects with accountRef will be stalled"
+        )
 
     async def operate() -> None:
         # The dispatchers and Kopf's watches start and stop together: losing the Lease cancels

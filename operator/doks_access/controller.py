@@ -6,6 +6,7 @@ operator's Secrets changes. The controller keeps one :class:`~doks_access.reconc
 object -- a trimmed record, never a body -- and wakes the object in the dispatcher only for news:
 a new object, a new spec, a new refresh request, a Secret changed by someone else. Its own writes
 (the status PATCH, the Secret it wrote) come back as watch events and are recognised as its own.
+A change of a ClusterDOAccount (:meth:`Controller.account_changed`) wakes the objects using it.
 
 The dispatcher calls :meth:`Controller.reconcile` for a due or woken object; a Kubernetes API
 error there (the API server restarting, a write racing another) is retried after
@@ -19,7 +20,7 @@ import datetime
 import logging
 from collections.abc import Callable, Mapping
 
-from doks_access import dispatch, kube
+from doks_access import dispatch, failures, kube
 from doks_access import reconcile as reconciliation
 from doks_access.dependencies import Dependencies
 from doks_access.objects import AccessObject, Key
@@ -94,6 +95,18 @@ class Controller:
             self._secret_news[key] = resource_version  # judged when this reconciliation ends
             return
         self._dispatcher.wake(key)
+
+    def account_changed(self, name: str) -> None:
+        """The ClusterDOAccount ``name`` changed, appeared or went: every object using it is
+        decided again at once (no DigitalOcean call), and a refusal waiting for its slow retry is
+        tried now."""
+        for key, memory in self._memories.items():
+            access = memory.obj.spec
+            if access is None or access.account != name:
+                continue
+            memory.account_changes += 1
+            memory.failures = failures.account_changed(memory.failures)
+            self._dispatcher.wake(key)
 
     # -- called by the dispatcher ----------------------------------------------------------------
 

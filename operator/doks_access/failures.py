@@ -11,6 +11,7 @@ The transitions (DESIGN 4.5)::
     CLEAR ──failed()──▶ failing, retry_at set ──failed()──▶ … (attempts + 1, longer backoff)
       ▲                      │
       └──── succeeded(), spec_changed() ◀──┘      token_changed(): retry_at cleared (try now)
+                                                   account_changed(): likewise
 
 - A transient failure (5xx, no answer, an invalid response) backs off exponentially with full
   jitter (``scheduling.failure_backoff``): capped at a quarter of what remains of the current
@@ -18,7 +19,8 @@ The transitions (DESIGN 4.5)::
 - A 429 waits exactly as long as DigitalOcean asked (``retry_after``).
 - A failure that needs a human (401, 404, an unknown or ambiguous cluster name, a missing token
   Secret) is retried slowly (``scheduling.STALLED_RETRY``); when it concerns the token, the token
-  Secret is looked at every :data:`TOKEN_POLL` and a change retries at once.
+  Secret is looked at every :data:`TOKEN_POLL` and a change retries at once; when it is a
+  ClusterDOAccount's refusal, a change of the account (a watch event) retries at once.
 - A request DigitalOcean refuses as asked (400, 422) or a cluster that requires SSO gets the same
   answer until someone changes something, so its slow retry doubles up to an hour
   (``scheduling.refused_retry``): at most a call an hour, for as long as nobody acts.
@@ -114,6 +116,22 @@ class FailureReason(enum.StrEnum):
         """Whether fixing the token Secret is the fix, so it is worth watching."""
         return self in (FailureReason.UNAUTHORIZED, FailureReason.TOKEN_SECRET_MISSING)
 
+    @property
+    def concerns_the_account(self) -> bool:
+        """Whether changing the ClusterDOAccount is the fix (the accounts are watched)."""
+        return self in _ACCOUNT_REASONS
+
+
+_ACCOUNT_REASONS = frozenset(
+    {
+        FailureReason.NAMESPACE_NOT_ALLOWED,
+        FailureReason.CLUSTER_NOT_ALLOWED,
+        FailureReason.EXPIRY_TOO_LONG,
+        FailureReason.VERIFY_REQUIRED,
+        FailureReason.ACCOUNT_NOT_FOUND,
+        FailureReason.INVALID_ACCOUNT,
+    }
+)
 
 _STALLED = {
     FailureReason.UNAUTHORIZED: StalledReason.UNAUTHORIZED,
@@ -215,6 +233,16 @@ def token_changed(state: FailureState, *, version: str | None) -> FailureState:
     if not state.watching_token or version == state.token_version:
         return state
     return dataclasses.replace(state, retry_at=None, token_version=version)
+
+
+def account_changed(state: FailureState) -> FailureState:
+    """The ClusterDOAccount changed while its refusal waited for the slow retry: try again now
+    (deciding costs no DigitalOcean call; a refusal that stands is simply reported again)."""
+    if state.last is None or not state.last.reason.concerns_the_account:
+        return state
+    if state.retry_at is None:
+        return state
+    return dataclasses.replace(state, retry_at=None)
 
 
 def postpone(

@@ -179,6 +179,14 @@ class SetController:
             return
         self._dispatcher.schedule(key, asyncio.get_running_loop().time() + SETTLE)
 
+    def account_changed(self, name: str) -> None:
+        """The ClusterDOAccount ``name`` changed: its sets look again (their listing is cached,
+        so this costs no DigitalOcean call)."""
+        for key, memory in self._memories.items():
+            parsed = memory.obj.spec
+            if parsed is not None and parsed.account == name:
+                self._dispatcher.wake(key)
+
     def memory(self, key: Key) -> SetObject | None:
         memory = self._memories.get(key)
         return None if memory is None else memory.obj

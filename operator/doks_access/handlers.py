@@ -119,6 +119,24 @@ async def set_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_:
     sets.observe(SetObject.from_body(event["object"], known=sets.memory(key)))
 
 
+async def account_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A ClusterDOAccount changed, appeared or went: the objects and sets using it look again."""
+    del event
+    name = body.metadata.name or ""
+    controller: Controller = memo["controller"]
+    sets: SetController = memo["sets"]
+    controller.account_changed(name)
+    sets.account_changed(name)
+
+
+def watch_accounts() -> None:
+    """Watch ClusterDOAccounts too: only where they can be listed (accounts enabled), since a
+    watch without the RBAC for it would be refused again and again."""
+    kopf.on.event(kube.GROUP, kube.VERSION, kube.ACCOUNT_PLURAL, id="clusterdoaccount")(
+        account_event
+    )
+
+
 def _owning_set(body: kopf.Body) -> str | None:
     for owner in body.metadata.get("ownerReferences") or ():
         if owner.get("controller") and owner.get("kind") == kube.SET_KIND:

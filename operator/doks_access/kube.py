@@ -432,6 +432,18 @@ class Kube:
         except NotFoundError:
             return None
 
+    async def accounts_listable(self) -> bool:
+        """Whether ClusterDOAccounts can be listed (and so watched): their CRD is installed and
+        the operator's RBAC includes them (the chart's accounts.enabled)."""
+        path = f"/apis/{GROUP}/{VERSION}/{ACCOUNT_PLURAL}"
+        try:
+            await self._json("GET", path, query=[("limit", "1")], what="listing ClusterDOAccounts")
+        except KubeError as exc:
+            if exc.status in (403, 404):
+                return False
+            raise
+        return True
+
     async def namespace_labels(self, namespace: str) -> dict[str, str]:
         """The labels of ``namespace``, which a ClusterDOAccount's rules may select by."""
         path = f"/api/v1/namespaces/{urllib.parse.quote(namespace, safe='')}"

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from doks_access import (
+    accounts,
     failures,
     issuance,
     kube,
@@ -78,6 +79,10 @@ class Memory:
     guarded: tuple[datetime.datetime, datetime.datetime] | None = None
     # issued-at of the held credential the cluster refused; a new one is fetched at once.
     rejected: datetime.datetime | None = None
+    # spec.accountRef: how many changes of its account were seen, and how many of them the
+    # policy was last found to allow the object at (its renewals go on while they are equal).
+    account_changes: int = 0
+    policy_allowed_at: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,6 +101,7 @@ async def reconcile(memory: Memory, *, deps: Dependencies, now: datetime.datetim
         if memory.generation != obj.generation:
             memory.generation = obj.generation
             memory.failures = failures.spec_changed(memory.failures)
+            memory.policy_allowed_at = None  # a new spec is a new request to the account
         if obj.spec is None:
             report = Report(
                 generation=obj.generation,
@@ -136,6 +142,7 @@ async def _bring_up_to_date(
     observed = rendering.observe_secret(existing, owner=owner)
     current = observed if observed and observed.spec_hash == access.credential_hash() else None
     await _notice_token_change(memory, obj, access, deps=deps)
+    account_changes = memory.account_changes
     plan = scheduling.next_action(
         now=now,
         spec=access,
@@ -162,6 +169,12 @@ async def _bring_up_to_date(
             # Waiting for the retry of a failure: it is still the situation.
             report = dataclasses.replace(base, renewal_time=gated.time, failing=True)
             return report, failures.next_look(memory.failures, wait_until=gated.time, now=now)
+        if current is not None and access.account is not None:
+            refused = await _account_refusal(memory, obj, access, deps=deps)
+            if refused is not None:
+                return _renewals_stopped(base, refused), min(
+                    gated.time, now + scheduling.STALLED_RETRY
+                )
         report = dataclasses.replace(base, renewal_time=gated.time)
         if existing is None or current is None or not access.verify:
             return report, gated.time
@@ -185,6 +198,8 @@ async def _bring_up_to_date(
     await _write_secret(memory, obj, existing, desired, deps=deps)
     memory.failures = failures.succeeded(memory.failures)
     memory.rejected = None
+    if access.account is not None:
+        memory.policy_allowed_at = account_changes  # decided by the fetch itself
     deps.metrics.renewal_result("success")
     logger.info("wrote a credential valid until %s", credential.expires_at)
     report, renewal = _issued(
@@ -331,6 +346,30 @@ async def _notice_token_change(
     if changed is not memory.failures:
         logger.info("the token Secret changed; retrying now")
         memory.failures = changed
+
+
+async def _account_refusal(
+    memory: Memory, obj: AccessObject, access: spec.AccessSpec, *, deps: Dependencies
+) -> accounts.AccountError | None:
+    """Whether the account still serves an object that holds a credential, decided again after
+    a change of the account (or a restart): two reads, no DigitalOcean call."""
+    changes = memory.account_changes
+    if memory.policy_allowed_at == changes:
+        return None
+    refused = await tenancy.refusal(deps.kube, access=access, namespace=obj.namespace)
+    if refused is None:
+        memory.policy_allowed_at = changes
+    else:
+        logger.warning("the ClusterDOAccount no longer serves this object: %s", refused)
+    return refused
+
+
+def _renewals_stopped(base: Report, refused: accounts.AccountError) -> Report:
+    """The account took the permission away: the credential held stays (and expires), renewals
+    stop, and the object says which rule refused it (decided in docs/decisions.md)."""
+    detail = f"{str(refused)[0].upper()}{str(refused)[1:]}: renewals stop, and the credential "
+    detail += "held is left to expire."
+    return dataclasses.replace(base, stalled=StalledReason(refused.refusal.value), detail=detail)
 
 
 async def _cluster_id(

@@ -246,6 +246,7 @@ def events_for(*, previous: Status | None, current: Status) -> tuple[Event, ...]
         _entered(before, current, ConditionType.READY, ReadyReason.EXPIRED),
         _entered(before, current, ConditionType.READY, ReadyReason.CREDENTIAL_REJECTED),
         _entered(before, current, ConditionType.STALLED, StalledReason.SECRET_CONFLICT),
+        _renewals_stopped_event(before, current),
         _entered(before, current, ConditionType.RECONCILING, ReconcilingReason.RATE_LIMITED),
         _failure_event(before, current),
     )
@@ -272,6 +273,33 @@ def _entered(before: Status, current: Status, kind: ConditionType, reason: str) 
     if earlier is not None and earlier.reason == reason:
         return None
     return Event(type=EventType.WARNING, reason=reason, message=condition.message)
+
+
+# The refusals of a ClusterDOAccount, which also stop the renewals of a Ready object.
+_ACCOUNT_REFUSALS = frozenset(
+    {
+        StalledReason.NAMESPACE_NOT_ALLOWED,
+        StalledReason.CLUSTER_NOT_ALLOWED,
+        StalledReason.EXPIRY_TOO_LONG,
+        StalledReason.VERIFY_REQUIRED,
+        StalledReason.ACCOUNT_NOT_FOUND,
+        StalledReason.INVALID_ACCOUNT,
+    }
+)
+
+
+def _renewals_stopped_event(before: Status, current: Status) -> Event | None:
+    """A Warning when a changed account stops the renewals of an object that holds a credential
+    (no fetch failed: a refused fetch has its RenewalFailed event instead)."""
+    condition = current.condition(ConditionType.STALLED)
+    if condition is None or condition.reason not in _ACCOUNT_REFUSALS:
+        return None
+    if current.failed_attempts > 0:
+        return None
+    earlier = before.condition(ConditionType.STALLED)
+    if earlier is not None and earlier.reason == condition.reason:
+        return None
+    return Event(type=EventType.WARNING, reason="RenewalsStopped", message=condition.message)
 
 
 def _failure_event(before: Status, current: Status) -> Event | None:

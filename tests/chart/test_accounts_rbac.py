@@ -1,6 +1,8 @@
-"""ClusterDOAccount under the chart's RBAC (``accounts.enabled``): the operator serves a tenant
-through an account with exactly the chart's permissions, and a tenant with the chart's "edit"
-role asks for credentials but can neither read the account's token nor create an account.
+"""ClusterDOAccount under the chart's RBAC (``accounts.enabled``): the operator serves tenants
+through an account with exactly the chart's permissions: tenants (ServiceAccounts with only the
+"edit" role the chart's roles aggregate to) get what the rules allow, are refused the rest with the
+rule's reason and no DigitalOcean call, and can neither read the account's token nor create an
+account; and a policy change reaches the operator through its watch of accounts.
 
 Like ``test_rbac.py``, these tests run before ``tests/e2e`` in a full session, so that suite's
 session-wide operator is not yet running and cannot act on these objects instead.
@@ -51,7 +53,11 @@ def test_accounts_grant_reading_accounts_namespaces_and_only_the_account_namespa
         if r["metadata"]["name"] == f"{FULLNAME}-accounts"
     ]
     assert cluster_role["rules"] == [
-        {"apiGroups": ["doks-access.dev"], "resources": ["clusterdoaccounts"], "verbs": ["get"]},
+        {
+            "apiGroups": ["doks-access.dev"],
+            "resources": ["clusterdoaccounts"],
+            "verbs": ["get", "list", "watch"],
+        },
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
     ]
     (role,) = [
@@ -108,14 +114,19 @@ def test_a_tenant_gets_a_credential_through_an_account_and_never_the_token(
     owner = f"rbac-{namespace}"
     token = digitalocean.add_token(account=owner).token
     allowed = digitalocean.add_cluster(EmulatedCluster(name="team", account=owner))
+    other = digitalocean.add_cluster(EmulatedCluster(name="other-team", account=owner))
     account = f"acct-{uuid.uuid4().hex[:8]}"
     custom = client.CustomObjectsApi(api)
-    with kube.fresh_namespace(api) as tenant_namespace:
+    with (
+        kube.fresh_namespace(api) as tenant_namespace,
+        kube.fresh_namespace(api) as stranger_namespace,
+    ):
         # The account namespace is the release's: the token Secret lives there.
         objects.create_token_secret(api, namespace, token=token, name="platform-token")
         spec: dict[str, Any] = {
             "tokenSecretRef": {"name": "platform-token"},
             "tenants": [{"namespaces": [tenant_namespace], "clusters": {"ids": [allowed.id]}}],
+            "maxExpirySeconds": 7200,
         }
         custom.create_cluster_custom_object(
             GROUP,
@@ -138,30 +149,75 @@ def test_a_tenant_gets_a_credential_through_an_account_and_never_the_token(
                 directory=tmp_path,
                 extra_values={"accounts": {"enabled": True}},
             ) as process:
-                tenant_kubeconfig = tmp_path / "tenant.kubeconfig"
                 with (
                     _role_aggregation(cluster, tmp_path),
-                    _tenant(api, cluster, tenant_namespace, tenant_kubeconfig) as tenant,
+                    _tenant(api, cluster, tenant_namespace, tmp_path / "t.kubeconfig") as tenant,
+                    _tenant(
+                        api, cluster, stranger_namespace, tmp_path / "s.kubeconfig"
+                    ) as stranger,
                 ):
                     tenant_custom, tenant_core = (
                         client.CustomObjectsApi(tenant),
                         client.CoreV1Api(tenant),
                     )
-                    body = {
-                        "apiVersion": f"{GROUP}/{VERSION}",
-                        "kind": "DOClusterAccess",
-                        "metadata": {"name": "team"},
-                        "spec": {"clusterID": allowed.id, "accountRef": {"name": account}},
-                    }
+
+                    def request(
+                        who: client.CustomObjectsApi, where: str, name: str, **spec: Any
+                    ) -> None:
+                        body = {
+                            "apiVersion": f"{GROUP}/{VERSION}",
+                            "kind": "DOClusterAccess",
+                            "metadata": {"name": name},
+                            "spec": {"accountRef": {"name": account}, **spec},
+                        }
+                        who.create_namespaced_custom_object(
+                            GROUP, VERSION, where, objects.PLURAL, body
+                        )
+
                     _allowed_once_aggregated(
-                        lambda: tenant_custom.create_namespaced_custom_object(
-                            GROUP, VERSION, tenant_namespace, objects.PLURAL, body
+                        lambda: request(
+                            tenant_custom,
+                            tenant_namespace,
+                            "team",
+                            clusterID=allowed.id,
+                            expirySeconds=3600,
                         ),
                         what="the tenant's edit role to reach DOClusterAccess objects",
                     )
                     objects.wait_for_condition(
                         api, tenant_namespace, "team", "Ready", "True", "Issued"
                     )
+                    calls = digitalocean.request_count(account=owner)
+
+                    # Outside the rules, each refused for its own reason, without a call.
+                    request(
+                        tenant_custom,
+                        tenant_namespace,
+                        "elsewhere",
+                        clusterID=other.id,
+                        expirySeconds=3600,
+                    )
+                    request(
+                        tenant_custom,
+                        tenant_namespace,
+                        "forever",
+                        clusterID=allowed.id,
+                        expirySeconds=86400,
+                    )
+                    request(
+                        client.CustomObjectsApi(stranger),
+                        stranger_namespace,
+                        "stranger",
+                        clusterID=allowed.id,
+                        expirySeconds=3600,
+                    )
+                    for where, name, reason in [
+                        (tenant_namespace, "elsewhere", "ClusterNotAllowed"),
+                        (tenant_namespace, "forever", "ExpiryTooLong"),
+                        (stranger_namespace, "stranger", "NamespaceNotAllowed"),
+                    ]:
+                        objects.wait_for_condition(api, where, name, "Stalled", "True", reason)
+                    assert digitalocean.request_count(account=owner) == calls
 
                     for attempt in (
                         lambda: tenant_core.read_namespaced_secret("platform-token", namespace),
@@ -183,14 +239,58 @@ def test_a_tenant_gets_a_credential_through_an_account_and_never_the_token(
                         with pytest.raises(client.ApiException) as refused:
                             attempt()
                         assert refused.value.status == 403
+
+                # The platform team takes the cluster away: the account's watch (list and
+                # watch, granted by the chart) tells the operator at once, not at the renewal.
+                rule = {**spec["tenants"][0], "clusters": {"names": ["someone-else"]}}
+                narrowed = {**spec, "tenants": [rule]}
+                custom.patch_cluster_custom_object(
+                    GROUP, VERSION, ACCOUNTS, account, {"spec": narrowed}
+                )
+                objects.wait_for_condition(
+                    api, tenant_namespace, "team", "Stalled", "True", "ClusterNotAllowed"
+                )
                 refused_by_rbac = refusals(
-                    log_entries(process.log_path), ours={namespace, tenant_namespace}
+                    log_entries(process.log_path),
+                    ours={namespace, tenant_namespace, stranger_namespace},
                 )
                 assert not refused_by_rbac, explained(refused_by_rbac)
         finally:
             kube.delete_ignoring_absence(
                 lambda: custom.delete_cluster_custom_object(GROUP, VERSION, ACCOUNTS, account)
             )
+
+
+@pytest.mark.usefixtures("crds")
+def test_without_accounts_enabled_an_account_reference_is_stalled_and_says_how_to_enable_them(
+    cluster_helm: Helm,
+    cluster: Cluster,
+    api: client.ApiClient,
+    digitalocean: Emulator,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    with chart_operator(
+        cluster_helm, cluster, api, digitalocean, namespace=namespace, directory=tmp_path
+    ) as process:
+        objects.apply_access(
+            api,
+            namespace,
+            "team",
+            {"clusterID": objects.CLUSTER_ID, "accountRef": {"name": "shared"}},
+        )
+
+        found = objects.wait_for_condition(
+            api, namespace, "team", "Stalled", "True", "AccountNotFound"
+        )
+
+        stalled = objects.condition(found, "Stalled")
+        assert stalled is not None
+        assert "accounts.enabled=true" in stalled["message"]
+        assert process.exit_code() is None
+        # Neither the start-up probe nor the object's reads show as refusals to chase.
+        refused = refusals(log_entries(process.log_path), ours={namespace})
+        assert not refused, explained(refused)
 
 
 @pytest.mark.usefixtures("crds")

@@ -19,7 +19,9 @@ from tests.e2e.objects import (
     apply_access,
     condition,
     create_token_secret,
+    events_of,
     fetches_for,
+    get_access,
     kubeconfig_of,
     request_refresh,
     wait_for_condition,
@@ -154,24 +156,77 @@ def test_a_missing_account_is_stalled(api: client.ApiClient, namespace: str) -> 
     )
 
 
-def test_a_permission_taken_away_stops_renewals(
+def _is_ready(obj: dict[str, Any]) -> bool:
+    ready = condition(obj, "Ready")
+    return ready is not None and ready["status"] == "True"
+
+
+def _narrowed(account: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The account's spec with ``namespace`` granted only the other cluster."""
+    tenants = [{"namespaces": [namespace], "clusters": {"ids": [account["other"]]}}]
+    return {**account["spec"], "tenants": tenants}
+
+
+def test_a_permission_taken_away_stops_renewals_at_once_and_given_back_resumes_them(
     api: client.ApiClient, namespace: str, digitalocean: Emulator, account: dict[str, Any]
 ) -> None:
     apply_access(api, namespace, "revoked", _via(account, account["allowed"], expirySeconds=3600))
-    wait_for_condition(api, namespace, "revoked", "Ready", "True", "Issued")
-    narrowed = {
-        **account["spec"],
-        "tenants": [{"namespaces": [namespace], "clusters": {"ids": [account["other"]]}}],
-    }
-    _apply_account(api, account["name"], narrowed)
+    ready = wait_for_condition(api, namespace, "revoked", "Ready", "True", "Issued")
+    issued_at = ready["status"]["issuedAt"]
 
-    request_refresh(api, namespace, "revoked", "after-the-policy-changed")
+    # No fetch is due for most of an hour: the account's watch event alone must tell.
+    _apply_account(api, account["name"], _narrowed(account, namespace))
 
-    _stalled(api, namespace, "revoked", "ClusterNotAllowed")
-    assert fetches_for(digitalocean, account["allowed"]) == 1
+    message = _stalled(api, namespace, "revoked", "ClusterNotAllowed")
+    assert "granted by none of the rules" in message
+    assert "renewals stop" in message
+    obj = get_access(api, namespace, "revoked")
     # The credential already written stays until it expires (the safe default): still Ready.
-    obj = wait_for_condition(api, namespace, "revoked", "Ready", "True", "Issued")
-    assert obj["status"]["lastFailureReason"] == "ClusterNotAllowed"
+    assert _is_ready(obj)
+    assert obj["status"]["issuedAt"] == issued_at
+    assert "lastFailureReason" not in obj["status"]  # nothing was fetched, so nothing failed
+    assert ("Warning", "RenewalsStopped") in events_of(api, namespace, "revoked")
+
+    _apply_account(api, account["name"], account["spec"])
+
+    def stall_lifted() -> dict[str, Any] | None:
+        found = get_access(api, namespace, "revoked")
+        return None if condition(found, "Stalled") else found
+
+    lifted = kube.eventually(stall_lifted, what="the Stalled condition to go", timeout=60)
+    assert _is_ready(lifted)
+    assert lifted["status"]["issuedAt"] == issued_at
+    assert fetches_for(digitalocean, account["allowed"]) == 1
+
+
+def test_a_refresh_the_account_refused_is_served_as_soon_as_the_permission_is_back(
+    api: client.ApiClient, namespace: str, digitalocean: Emulator, account: dict[str, Any]
+) -> None:
+    apply_access(api, namespace, "asked", _via(account, account["allowed"], expirySeconds=3600))
+    wait_for_condition(api, namespace, "asked", "Ready", "True", "Issued")
+    _apply_account(api, account["name"], _narrowed(account, namespace))
+    _stalled(api, namespace, "asked", "ClusterNotAllowed")
+
+    request_refresh(api, namespace, "asked", "while-refused")
+
+    def refused() -> dict[str, Any] | None:
+        found = get_access(api, namespace, "asked")
+        return found if found["status"].get("lastFailureReason") == "ClusterNotAllowed" else None
+
+    kube.eventually(refused, what="the refresh to be refused", timeout=60)
+    assert fetches_for(digitalocean, account["allowed"]) == 1
+
+    # The refusal waits minutes for its retry; a change of the account retries it at once.
+    _apply_account(api, account["name"], account["spec"])
+
+    def renewed() -> dict[str, Any] | None:
+        found = get_access(api, namespace, "asked")
+        return (
+            None if condition(found, "Stalled") or found["status"].get("failedAttempts") else found
+        )
+
+    kube.eventually(renewed, what="the refresh to be served", timeout=60)
+    assert fetches_for(digitalocean, account["allowed"]) == 2
 
 
 def test_a_set_through_an_account_gets_only_the_granted_clusters(
@@ -212,3 +267,27 @@ def test_a_set_in_a_namespace_the_account_does_not_admit_lists_nothing(
 
     assert f"admits namespace {stranger}" in str(obj["status"]["conditions"])
     assert fetches_for(digitalocean, account["allowed"]) == 0
+
+
+def test_a_set_whose_namespace_the_account_stops_admitting_says_so_at_once(
+    api: client.ApiClient, namespace: str, digitalocean: Emulator, account: dict[str, Any]
+) -> None:
+    apply_set(
+        api,
+        namespace,
+        "fleet",
+        # No child (whose own refusal would wake the set), and listed again only every 6 hours:
+        # the account's watch event alone must tell.
+        {"selector": {"clusterNames": ["no-such-cluster"]}, "resyncInterval": "6h"},
+        token_source={"accountRef": {"name": account["name"]}},
+    )
+    wait_for_set(api, namespace, "fleet", "Ready", "True", matched=0)
+    listings = digitalocean.request_count(account=f"tenancy-{namespace}")
+    elsewhere = {**account["spec"], "tenants": [{"namespaces": ["someone-else"]}]}
+    elsewhere["tenants"][0]["clusters"] = {"all": True}
+
+    _apply_account(api, account["name"], elsewhere)
+
+    obj = wait_for_set(api, namespace, "fleet", "Stalled", "True", "NamespaceNotAllowed")
+    assert f"admits namespace {namespace}" in str(obj["status"]["conditions"])
+    assert digitalocean.request_count(account=f"tenancy-{namespace}") == listings

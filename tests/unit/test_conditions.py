@@ -481,6 +481,34 @@ def test_a_secret_conflict_is_one_warning() -> None:
     assert events_for(previous=stored(conflict), current=conflict) == ()
 
 
+def test_an_account_taking_a_permission_away_is_one_renewals_stopped_warning() -> None:
+    ready = status(issued_at=EARLIER)
+    stopped = status(
+        situation=situation(
+            stalled=StalledReason.CLUSTER_NOT_ALLOWED, detail="Granted by none of the rules."
+        ),
+        issued_at=EARLIER,
+    )
+
+    events = events_for(previous=stored(ready), current=stopped)
+
+    assert [(e.type, e.reason) for e in events] == [(EventType.WARNING, "RenewalsStopped")]
+    assert "Granted by none of the rules." in events[0].message
+    assert events_for(previous=stored(stopped), current=stopped) == ()
+
+
+def test_a_fetch_the_account_refused_is_a_renewal_failed_warning_only() -> None:
+    refused = status(
+        situation=situation(expires_at=None, stalled=StalledReason.CLUSTER_NOT_ALLOWED),
+        failed_attempts=1,
+        last_failure_reason="ClusterNotAllowed",
+    )
+
+    events = events_for(previous=None, current=refused)
+
+    assert [e.reason for e in events] == ["RenewalFailed"]
+
+
 def test_expiry_is_one_warning() -> None:
     before = failing(5, "ServerError")
     expired = failing(6, "ServerError", expires_at=NOW)

@@ -247,6 +247,40 @@ def test_a_token_change_does_not_hurry_a_failure_about_something_else() -> None:
     assert failures.token_changed(state, version="9") is state
 
 
+def test_a_changed_account_retries_its_refusal_at_once() -> None:
+    refused = Failure(FailureReason.CLUSTER_NOT_ALLOWED, "granted by none of the rules")
+    state = fail(failure=refused)
+    assert state.retry_at is not None  # the slow retry of a failure that needs a human
+
+    changed = failures.account_changed(state)
+
+    assert changed.retry_at is None
+    assert changed.last == refused  # still the situation until the next attempt says otherwise
+    assert failures.postpone(FetchNow(FetchReason.DUE), changed, now=NOW) == FetchNow(
+        FetchReason.DUE
+    )
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        FailureReason.NAMESPACE_NOT_ALLOWED,
+        FailureReason.EXPIRY_TOO_LONG,
+        FailureReason.VERIFY_REQUIRED,
+        FailureReason.ACCOUNT_NOT_FOUND,
+        FailureReason.INVALID_ACCOUNT,
+    ],
+)
+def test_every_refusal_of_an_account_is_about_the_account(reason: FailureReason) -> None:
+    assert reason.concerns_the_account
+    assert failures.account_changed(fail(failure=Failure(reason, "refused"))).retry_at is None
+
+
+def test_an_account_change_does_not_hurry_a_failure_about_something_else() -> None:
+    for state in (fail(), fail(failure=REFUSED, token_version="7"), CLEAR):
+        assert failures.account_changed(state) is state
+
+
 def test_the_token_secret_is_looked_at_every_few_seconds_while_watched() -> None:
     watched = fail(failure=REFUSED, token_version="7")
     retry = NOW + STALLED_RETRY
