@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import fleet, report, scenarios
+from bench import accounts, fleet, report, scenarios
 from bench.kubeapi import BenchKube
 from bench.stack import crd_documents, local_control_plane
 
@@ -26,6 +26,7 @@ ORDER = (
     "workers",
     "fleet",
     "fleet-rate-limited",
+    "accounts",
     "idle",
 )
 
@@ -129,6 +130,8 @@ async def _run(
                         result = await fleet.fleet(bench, sizes)
                     elif name == "fleet-rate-limited":
                         result = await fleet.fleet_rate_limited(bench, sizes)
+                    elif name == "accounts":
+                        result = await accounts.account_change(bench, sizes)
                     else:
                         result = await scenarios.idle(bench, sizes)
                     bench.stop_operators(keep=kept.get("operator") if name == "burst" else None)

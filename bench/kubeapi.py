@@ -24,6 +24,7 @@ from doks_access.bookkeeping import parse_timestamp
 
 GROUP, VERSION, PLURAL, KIND = "doks-access.dev", "v1alpha1", "doclusteraccesses", "DOClusterAccess"
 SET_PLURAL, SET_KIND = "doclusteraccesssets", "DOClusterAccessSet"
+ACCOUNT_PLURAL = "clusterdoaccounts"
 FIELD_MANAGER = "doks-access-bench"
 
 
@@ -131,6 +132,33 @@ class BenchKube:
         await self.custom.create_namespaced_custom_object(
             GROUP, VERSION, namespace, SET_PLURAL, body, field_manager=FIELD_MANAGER
         )
+
+    async def create_account(self, name: str, spec: Mapping[str, Any]) -> None:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ClusterDOAccount",
+            "metadata": {"name": name},
+            "spec": dict(spec),
+        }
+        self.own_writes += 1
+        await self.custom.create_cluster_custom_object(
+            GROUP, VERSION, ACCOUNT_PLURAL, body, field_manager=FIELD_MANAGER
+        )
+
+    async def merge_patch_account(self, name: str, patch: Mapping[str, Any]) -> None:
+        self.own_writes += 1
+        await self.custom.patch_cluster_custom_object(
+            GROUP,
+            VERSION,
+            ACCOUNT_PLURAL,
+            name,
+            dict(patch),
+            _content_type="application/merge-patch+json",
+        )
+
+    async def delete_account(self, name: str) -> None:
+        with contextlib.suppress(ApiException):
+            await self.custom.delete_cluster_custom_object(GROUP, VERSION, ACCOUNT_PLURAL, name)
 
     async def create_objects(
         self,

@@ -1,5 +1,6 @@
 """The first seven scenarios of the benchmark (issues 8 and 14), each returning the figures it
-measured; the fleet's two (8 and 9) are in :mod:`bench.fleet`, on the same :class:`Bench`.
+measured; the fleet's two (8 and 9) are in :mod:`bench.fleet` and the accounts' (10) in
+:mod:`bench.accounts`, on the same :class:`Bench`.
 
 A scenario never asserts: it measures, compares with the target of DESIGN 8 (as issue 14 revised
 them) and says whether the target was met. Sizes come from a :class:`Sizes` so the same code runs
@@ -62,6 +63,7 @@ class Sizes:
     fleet_unselected: int = 200  # in the same account, not selected (scenarios 8 and 9)
     fleet_rate_limited: int = 1000  # scenario 9
     fleet_settle: float = 30.0  # the window after Ready in which nothing should happen
+    accounts: int = 1000  # scenario 10: objects served through one ClusterDOAccount
 
     @classmethod
     def smoke(cls) -> Sizes:
@@ -84,6 +86,7 @@ class Sizes:
             fleet_unselected=190,  # two pages
             fleet_rate_limited=15,
             fleet_settle=5.0,
+            accounts=30,
         )
 
 
@@ -152,6 +155,7 @@ class Bench:
         self._stack = stack
         self._operators: list[OperatorProcess] = []
         self._namespaces: list[str] = []
+        self._accounts: list[str] = []
 
     def emulator(self, *, clusters: int, limits: RateLimits) -> Emulator:
         emulator = fleet_emulator(clusters=clusters, limits=limits)
@@ -212,6 +216,11 @@ class Bench:
         await self.kube.create_token_secret(namespace=name, name=TOKEN_SECRET, token=TOKEN)
         return name
 
+    async def account(self, name: str, spec: dict[str, Any]) -> None:
+        """A new ClusterDOAccount (cluster-scoped: deleted by :meth:`clean_up`)."""
+        await self.kube.create_account(name, spec)
+        self._accounts.append(name)
+
     def stop_operators(self, *, keep: OperatorProcess | None = None) -> None:
         """Stop the operators of finished scenarios, so that nothing they do counts in the next."""
         for process in self._operators:
@@ -225,6 +234,8 @@ class Bench:
         for namespace in self._namespaces:
             await self.kube.strip_finalizers(namespace)
             await self.kube.delete_namespace(namespace)
+        for account in self._accounts:
+            await self.kube.delete_account(account)
 
     async def requests(self) -> figures.RequestCounts:
         return figures.apiserver_requests(await self.kube.apiserver_metrics())
