@@ -349,7 +349,8 @@ async def check(
 
 
 async def _check_crds(api: Day2Api) -> view.Check:
-    title = f"CRDs served: {kube.PLURAL} and {kube.SET_PLURAL} in {kube.GROUP}/{kube.VERSION}"
+    kinds = (kube.PLURAL, kube.SET_PLURAL, kube.ACCOUNT_PLURAL)
+    title = f"CRDs served: {', '.join(kinds)} in {kube.GROUP}/{kube.VERSION}"
     try:
         served = await api.served()
     except kube.KubeError as exc:
@@ -358,10 +359,12 @@ async def _check_crds(api: Day2Api) -> view.Check:
         return view.Check(
             title, ok=False, found=(f"{kube.GROUP}/{kube.VERSION} is not served",), fix=_fix_crds()
         )
-    missing = [plural for plural in (kube.PLURAL, kube.SET_PLURAL) if plural not in served]
+    # An install from before ClusterDOAccount lacks its CRD, and its older DOClusterAccess CRD
+    # would drop spec.accountRef: all three come from the same crds/.
+    missing = [plural for plural in kinds if plural not in served]
     found = tuple(
         f"{plural}.{kube.GROUP}/{kube.VERSION}: {'missing' if plural in missing else 'served'}"
-        for plural in (kube.PLURAL, kube.SET_PLURAL)
+        for plural in kinds
     )
     return view.Check(title, ok=not missing, found=found, fix=_fix_crds())
 

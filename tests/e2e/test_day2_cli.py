@@ -286,6 +286,7 @@ def test_check_says_what_it_did_not_find(cluster: Cluster, namespace: str) -> No
 
     assert checked.returncode == 1
     assert "[ok] CRDs served" in checked.stdout
+    assert "clusterdoaccounts.doks-access.dev/v1alpha1: served" in checked.stdout
     assert "[FAIL] an operator is running" in checked.stdout
     assert f"no Lease doks-access-operator in namespace {namespace}" in checked.stdout
     assert "fix: install the operator" in checked.stdout
