@@ -1031,18 +1031,10 @@ async def revoked(rig: Rig, sizes: Sizes) -> Outcome:
             written=written,
             within=quarter + 5,
             what="the revocation",
-        )
-        await _finish(
-            rig,
-            fleet,
-            outcome,
-            [operator],
+            operator=operator,
             lifetime=lifetime,
-            duration=time.monotonic() - started + 10,
-            replaced=len(fleet.names),
-        )
-        outcome.refusals_expected = (
-            " (expected: revoked tokens, refused until the guard's next check replaced them)"
+            started=started,
+            expected="revoked tokens, refused until the guard's next check replaced them",
         )
     return outcome
 
@@ -1129,18 +1121,10 @@ async def capped(rig: Rig, sizes: Sizes) -> Outcome:
             written=written,
             within=guard_mark - cap + 5,
             what="the real expiry",
-        )
-        await _finish(
-            rig,
-            fleet,
-            outcome,
-            [operator],
+            operator=operator,
             lifetime=lifetime,
-            duration=time.monotonic() - started + 10,
-            replaced=len(fleet.names),
-        )
-        outcome.refusals_expected = (
-            " (expected: from the capped expiry until the guard's next check replaced them)"
+            started=started,
+            expected="from the capped expiry until the guard's next check replaced them",
         )
     return outcome
 
@@ -1155,10 +1139,15 @@ async def _guard_outcome(
     written: dict[str, float],
     within: float,
     what: str,
+    operator: OperatorProcess,
+    lifetime: float,
+    started: float,
+    expected: str,
 ) -> None:
     """The checks and figures of a credential the cluster stopped accepting at ``broke`` (per
     object), found by the guard (``rejected``) and replaced (``written``): the time to each, one
-    credential more per object, refusals only meanwhile."""
+    credential more per object, refusals only meanwhile (``expected`` says which); then the
+    checks every scenario ends with, for a run that began at ``started`` (monotonic)."""
     names = fleet.names
     recovered = {n: broke[n] + _consumer_recovery(fleet, n, broke[n]) for n in names}
 
@@ -1214,6 +1203,16 @@ async def _guard_outcome(
         name: ledger.total([c.tally for c in group], Attempt.REFUSED)
         for name, group in fleet.consumers.items()
     }
+    await _finish(
+        rig,
+        fleet,
+        outcome,
+        [operator],
+        lifetime=lifetime,
+        duration=time.monotonic() - started + 10,
+        replaced=len(names),
+    )
+    outcome.refusals_expected = f" (expected: {expected})"
 
 
 async def _authenticating(fleet: Fleet, *, within: float) -> bool:

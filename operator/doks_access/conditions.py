@@ -36,6 +36,7 @@ __all__ = [
     "Situation",
     "StalledReason",
     "conditions_for",
+    "sentence",
     "transition_time",
 ]
 
@@ -248,6 +249,11 @@ def _stalled(situation: Situation) -> tuple[bool, StalledReason | None, str]:
     if situation.stalled is None:
         return False, None, ""
     return True, situation.stalled, _join(_STALLED_MESSAGES[situation.stalled], situation)
+
+
+def sentence(text: str) -> str:
+    """``text`` (an exception's message, which starts in lower case) to start a sentence."""
+    return text[:1].upper() + text[1:]
 
 
 def _join(message: str, situation: Situation) -> str:

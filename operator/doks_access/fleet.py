@@ -38,7 +38,7 @@ from doks_access import (
     setstatus,
     tenancy,
 )
-from doks_access.conditions import ConditionType
+from doks_access.conditions import ConditionType, sentence
 from doks_access.dependencies import Dependencies
 from doks_access.listings import ClusterListings, Listing
 from doks_access.objects import Key, is_newer
@@ -251,7 +251,7 @@ class SetController:
                 generation=obj.generation,
                 plan=None,
                 stalled=setstatus.SetStalledReason(exc.refusal.value),
-                detail=f"{str(exc)[0].upper()}{str(exc)[1:]}.",
+                detail=f"{sentence(str(exc))}.",
             )
             return _Result(report, None, wake_at=now + parsed.resync_interval)
         except kube.TokenSecretError as exc:
@@ -259,7 +259,7 @@ class SetController:
                 generation=obj.generation,
                 plan=None,
                 stalled=setstatus.SetStalledReason.TOKEN_SECRET_MISSING,
-                detail=f"{str(exc)[0].upper()}{str(exc)[1:]}.",
+                detail=f"{sentence(str(exc))}.",
             )
             return _Result(report, None, wake_at=now + TOKEN_RETRY)
         max_age = _listing_age(parsed, memory)

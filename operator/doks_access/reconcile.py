@@ -46,7 +46,7 @@ from doks_access import (
     verify,
 )
 from doks_access.bookkeeping import ObservedSecret
-from doks_access.conditions import StalledReason
+from doks_access.conditions import StalledReason, sentence
 from doks_access.dependencies import Dependencies
 from doks_access.kubeconfig import Credential
 from doks_access.objects import AccessObject
@@ -367,8 +367,7 @@ async def _account_refusal(
 def _renewals_stopped(base: Report, refused: accounts.AccountError) -> Report:
     """The account took the permission away: the credential held stays (and expires), renewals
     stop, and the object says which rule refused it (decided in docs/decisions.md)."""
-    detail = f"{str(refused)[0].upper()}{str(refused)[1:]}: renewals stop, and the credential "
-    detail += "held is left to expire."
+    detail = f"{sentence(str(refused))}: renewals stop, and the credential held is left to expire."
     return dataclasses.replace(base, stalled=StalledReason(refused.refusal.value), detail=detail)
 
 

@@ -277,14 +277,7 @@ def _entered(before: Status, current: Status, kind: ConditionType, reason: str) 
 
 # The refusals of a ClusterDOAccount, which also stop the renewals of a Ready object.
 _ACCOUNT_REFUSALS = frozenset(
-    {
-        StalledReason.NAMESPACE_NOT_ALLOWED,
-        StalledReason.CLUSTER_NOT_ALLOWED,
-        StalledReason.EXPIRY_TOO_LONG,
-        StalledReason.VERIFY_REQUIRED,
-        StalledReason.ACCOUNT_NOT_FOUND,
-        StalledReason.INVALID_ACCOUNT,
-    }
+    reason.stalled for reason in FailureReason if reason.concerns_the_account
 )
 
 
